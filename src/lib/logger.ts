@@ -1,0 +1,21 @@
+import { pino, type Logger, type DestinationStream } from 'pino';
+
+export type { Logger };
+
+/** Paths redacted wherever they appear in a log record: keys and secrets never reach a log. */
+export const REDACT_PATHS = [
+  'key', '*.key', 'privateKey', '*.privateKey', 'hmacKey', '*.hmacKey', 'secret', '*.secret',
+  'password', '*.password', 'authorization', '*.authorization', 'req.headers.authorization',
+];
+
+export function createLogger(opts: { level?: string; destination?: DestinationStream } = {}): Logger {
+  return pino(
+    { level: opts.level ?? 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: undefined },
+    opts.destination,
+  );
+}
+
+/** A logger that discards everything, for tests. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

@@ -1,0 +1,78 @@
+/** RFC 8555 wire types: field names and string unions exactly as the RFC spells them. */
+
+export type IdentifierType = 'dns' | 'ip';
+export interface Identifier {
+  type: IdentifierType;
+  value: string;
+}
+
+export type ChallengeType = 'http-01' | 'dns-01' | 'tls-alpn-01';
+export const CHALLENGE_TYPES: readonly ChallengeType[] = ['http-01', 'dns-01', 'tls-alpn-01'];
+
+export type AccountStatus = 'valid' | 'deactivated' | 'revoked';
+export type OrderStatus = 'pending' | 'ready' | 'processing' | 'valid' | 'invalid';
+export type AuthorizationStatus = 'pending' | 'valid' | 'invalid' | 'deactivated' | 'expired' | 'revoked';
+export type ChallengeStatus = 'pending' | 'processing' | 'valid' | 'invalid';
+
+/** RFC 5280 §5.3.1 CRLReason values ACME accepts (7 is unused; 8 removeFromCRL is not for end entities). */
+export const REVOCATION_REASONS = [0, 1, 2, 3, 4, 5, 6, 9, 10] as const;
+
+export interface Directory {
+  newNonce: string;
+  newAccount: string;
+  newOrder: string;
+  newAuthz?: string;
+  revokeCert: string;
+  keyChange: string;
+  meta?: {
+    termsOfService?: string;
+    website?: string;
+    caaIdentities?: string[];
+    externalAccountRequired?: boolean;
+  };
+}
+
+export interface ProblemJson {
+  type: string;
+  detail?: string;
+  status?: number;
+  identifier?: Identifier;
+  subproblems?: ProblemJson[];
+}
+
+export interface AccountJson {
+  status: AccountStatus;
+  contact?: string[];
+  termsOfServiceAgreed?: boolean;
+  externalAccountBinding?: unknown;
+  orders: string;
+}
+
+export interface OrderJson {
+  status: OrderStatus;
+  expires: string;
+  identifiers: Identifier[];
+  notBefore?: string;
+  notAfter?: string;
+  error?: ProblemJson;
+  authorizations: string[];
+  finalize: string;
+  certificate?: string;
+}
+
+export interface ChallengeJson {
+  type: ChallengeType;
+  url: string;
+  status: ChallengeStatus;
+  token: string;
+  validated?: string;
+  error?: ProblemJson;
+}
+
+export interface AuthorizationJson {
+  identifier: Identifier;
+  status: AuthorizationStatus;
+  expires: string;
+  challenges: ChallengeJson[];
+  wildcard?: boolean;
+}

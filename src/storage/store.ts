@@ -1,0 +1,205 @@
+/**
+ * The storage contract. The authority is the only caller that changes state, and it does so through
+ * one `transaction` per ACME request. Implementations: SQLite (embedded default) and, later,
+ * PostgreSQL; both must pass test/contract/store.test.ts.
+ *
+ * Contract, for every implementation:
+ * - "Not found" is `null` (never an exception).
+ * - `update*` methods with `expect` are compare-and-set: they change the row only if its current
+ *   status is one of `expect`, and return whether they did. This is what makes two concurrent
+ *   finalizes, or a validation racing a deactivation, come out with one winner.
+ * - Dates are stored with millisecond precision and come back as Date objects.
+ * - JSON-valued fields (jwk, identifiers, error, contact...) round-trip structurally.
+ * - Inside `transaction`, all calls see one consistent state and either all commit or none do.
+ *   Nested transactions are not supported.
+ */
+import type { JWK } from 'jose';
+import type { ProblemDocument } from '../protocol/problems.js';
+import type {
+  AccountStatus,
+  AuthorizationStatus,
+  ChallengeStatus,
+  ChallengeType,
+  Identifier,
+  OrderStatus,
+} from '../protocol/types.js';
+
+export interface AccountRecord {
+  id: string;
+  status: AccountStatus;
+  jwk: JWK;
+  /** RFC 7638 SHA-256 thumbprint of `jwk`, base64url. Unique across accounts. */
+  thumbprint: string;
+  contact: string[];
+  termsOfServiceAgreed: boolean;
+  /** The EAB key id bound at creation, if any. */
+  eabKid: string | null;
+  createdAt: Date;
+}
+
+export interface OrderRecord {
+  id: string;
+  accountId: string;
+  status: OrderStatus;
+  expires: Date;
+  identifiers: Identifier[];
+  notBefore: Date | null;
+  notAfter: Date | null;
+  error: ProblemDocument | null;
+  /** Authorization ids, in the order of `identifiers`. */
+  authzIds: string[];
+  certificateId: string | null;
+  createdAt: Date;
+}
+
+export interface ChallengeRecord {
+  id: string;
+  authzId: string;
+  type: ChallengeType;
+  token: string;
+  status: ChallengeStatus;
+  validated: Date | null;
+  error: ProblemDocument | null;
+  /** What the validator saw (JSON), for operators. */
+  validationRecords: unknown[] | null;
+  /** When the validation was asked for (processing since). */
+  requestedAt: Date | null;
+}
+
+export interface AuthzRecord {
+  id: string;
+  accountId: string;
+  /** For a wildcard order, the identifier without "*." and `wildcard` true (RFC 8555 §7.1.4). */
+  identifier: Identifier;
+  wildcard: boolean;
+  status: AuthorizationStatus;
+  expires: Date;
+  createdAt: Date;
+  challenges: ChallengeRecord[];
+}
+
+export type CertificateStatus = 'pending' | 'issued';
+
+export interface CertificateRecord {
+  id: string;
+  /** Hex, lower case. Unique across all certificates ever recorded. */
+  serial: string;
+  accountId: string;
+  /** Unique: one certificate per order. */
+  orderId: string;
+  /** 'pending': recorded, about to be signed. 'issued': `der` and `chainPem` are set. */
+  status: CertificateStatus;
+  identifiers: Identifier[];
+  notBefore: Date;
+  notAfter: Date;
+  /** The full issuance plan as JSON (issuance/types.ts IssuancePlan, spki as base64). */
+  plan: unknown;
+  der: Buffer | null;
+  chainPem: string | null;
+  issuedAt: Date | null;
+  revokedAt: Date | null;
+  revocationReason: number | null;
+  createdAt: Date;
+}
+
+export interface EabKeyRecord {
+  kid: string;
+  /** base64url HMAC key. */
+  hmacKey: string;
+  /** How many accounts may bind this key (1 unless configured). */
+  maxUses: number;
+  uses: number;
+  /** The account(s) that used it, newest last. */
+  accountIds: string[];
+  createdAt: Date;
+  expiresAt: Date | null;
+  comment: string | null;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Opaque cursor for the next page, or null at the end. */
+  next: string | null;
+}
+
+/** The operations available inside (and outside) a transaction. */
+export interface StoreTx {
+  // Nonces (RFC 8555 §6.5). consumeNonce is atomic: of two concurrent calls with one value, one wins.
+  insertNonce(value: string, expires: Date): Promise<void>;
+  consumeNonce(value: string, now: Date): Promise<boolean>;
+  purgeExpired(now: Date): Promise<number>;
+
+  createAccount(a: AccountRecord): Promise<void>;
+  getAccount(id: string): Promise<AccountRecord | null>;
+  getAccountByThumbprint(thumbprint: string): Promise<AccountRecord | null>;
+  updateAccount(
+    id: string,
+    patch: Partial<Pick<AccountRecord, 'status' | 'contact' | 'jwk' | 'thumbprint' | 'termsOfServiceAgreed'>>,
+    expect?: AccountStatus[],
+  ): Promise<boolean>;
+
+  createOrder(o: OrderRecord): Promise<void>;
+  getOrder(id: string): Promise<OrderRecord | null>;
+  updateOrder(
+    id: string,
+    patch: Partial<Pick<OrderRecord, 'status' | 'error' | 'certificateId'>>,
+    expect?: OrderStatus[],
+  ): Promise<boolean>;
+  /** An account's orders, oldest first, `limit` per page. */
+  listOrders(accountId: string, cursor: string | null, limit: number): Promise<Page<string>>;
+  /** Orders that include this authorization. */
+  ordersForAuthz(authzId: string): Promise<OrderRecord[]>;
+
+  /** Creates the authorization with its challenges. */
+  createAuthz(a: AuthzRecord): Promise<void>;
+  getAuthz(id: string): Promise<AuthzRecord | null>;
+  /**
+   * A valid authorization of this account for this identifier (and wildcard flag) that does not
+   * expire before `expiresAfter` and was validated at or after `validatedAfter`; the newest one.
+   */
+  findReusableAuthz(
+    accountId: string,
+    identifier: Identifier,
+    wildcard: boolean,
+    validatedAfter: Date,
+    expiresAfter: Date,
+  ): Promise<AuthzRecord | null>;
+  /** Valid, unexpired authorizations of an account for an identifier (any wildcard flag), for revocation. */
+  hasValidAuthz(accountId: string, identifier: Identifier, now: Date): Promise<boolean>;
+  updateAuthz(id: string, patch: Partial<Pick<AuthzRecord, 'status'>>, expect?: AuthorizationStatus[]): Promise<boolean>;
+
+  getChallenge(id: string): Promise<ChallengeRecord | null>;
+  updateChallenge(
+    id: string,
+    patch: Partial<Pick<ChallengeRecord, 'status' | 'validated' | 'error' | 'validationRecords' | 'requestedAt'>>,
+    expect?: ChallengeStatus[],
+  ): Promise<boolean>;
+  /** Challenges in 'processing', oldest request first (to resume validations after a restart). */
+  listProcessingChallenges(limit: number): Promise<ChallengeRecord[]>;
+
+  /** Fails (throws) if the serial or the order already has a certificate. */
+  createCertificate(c: CertificateRecord): Promise<void>;
+  getCertificate(id: string): Promise<CertificateRecord | null>;
+  getCertificateBySerial(serial: string): Promise<CertificateRecord | null>;
+  updateCertificate(
+    id: string,
+    patch: Partial<Pick<CertificateRecord, 'status' | 'der' | 'chainPem' | 'issuedAt' | 'revokedAt' | 'revocationReason'>>,
+    expect?: CertificateStatus[],
+  ): Promise<boolean>;
+  /** Certificates recorded but not yet signed (to finish them after a crash). */
+  listPendingCertificates(limit: number): Promise<CertificateRecord[]>;
+  /** Serials of every certificate ever recorded, for checks; bounded. */
+  countCertificates(): Promise<number>;
+
+  createEabKey(k: EabKeyRecord): Promise<void>;
+  getEabKey(kid: string): Promise<EabKeyRecord | null>;
+  /** Atomically binds the key to an account if uses < maxUses; false otherwise. */
+  useEabKey(kid: string, accountId: string): Promise<boolean>;
+  listEabKeys(): Promise<EabKeyRecord[]>;
+}
+
+export interface Store extends StoreTx {
+  /** Runs `fn` in one transaction; commits if it resolves, rolls back if it throws. */
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
