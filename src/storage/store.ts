@@ -147,6 +147,8 @@ export interface StoreTx {
   ): Promise<boolean>;
   /** An account's orders, oldest first, `limit` per page. */
   listOrders(accountId: string, cursor: string | null, limit: number): Promise<Page<string>>;
+  /** Orders of an account that are pending or ready and not yet expired at `now` (rate limit). */
+  countOpenOrders(accountId: string, now: Date): Promise<number>;
   /** Orders that include this authorization. */
   ordersForAuthz(authzId: string): Promise<OrderRecord[]>;
 
@@ -166,7 +168,11 @@ export interface StoreTx {
   ): Promise<AuthzRecord | null>;
   /** Valid, unexpired authorizations of an account for an identifier (any wildcard flag), for revocation. */
   hasValidAuthz(accountId: string, identifier: Identifier, now: Date): Promise<boolean>;
-  updateAuthz(id: string, patch: Partial<Pick<AuthzRecord, 'status'>>, expect?: AuthorizationStatus[]): Promise<boolean>;
+  updateAuthz(
+    id: string,
+    patch: Partial<Pick<AuthzRecord, 'status' | 'expires'>>,
+    expect?: AuthorizationStatus[],
+  ): Promise<boolean>;
 
   getChallenge(id: string): Promise<ChallengeRecord | null>;
   updateChallenge(

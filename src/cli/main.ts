@@ -1,0 +1,236 @@
+/**
+ * `anvil`: the command-line program. Each subcommand validates its input and prints errors that say
+ * what to fix; exit code 2 for usage/config errors, 1 for failures.
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { loadServerConfig, ConfigError, type ServerConfig } from '../server/config.js';
+import { caDirOf, dbPathOf, startServer } from '../server/main.js';
+import { describeCa, initCa } from '../server/issuance/ca.js';
+import { openStore } from '../storage/index.js';
+
+const program = new Command();
+program
+  .name('anvil')
+  .description('Anvil: a private ACME certificate authority, an ACME client, and a certificate inventory.')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)');
+
+function parseListen(v: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(v);
+  if (!m) throw new InvalidArgumentError('expected host:port, e.g. 127.0.0.1:14000 or [::1]:14000');
+  return { host: (m[1] ?? m[2])!, port: Number(m[3]) };
+}
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+interface CommonOpts {
+  config?: string;
+  dataDir?: string;
+}
+
+/** Config from --config, with --data-dir (and other flags) overriding the file. */
+async function configFrom(opts: CommonOpts, overrides: Record<string, unknown> = {}): Promise<ServerConfig> {
+  const o: Record<string, unknown> = { ...overrides };
+  if (opts.dataDir) o.dataDir = path.resolve(opts.dataDir);
+  return loadServerConfig(opts.config, o);
+}
+
+program
+  .command('server')
+  .description('Run the ACME CA server (creates the CA and the database on first start).')
+  .option('-c, --config <file>', 'JSON config file (see docs/configuration.md)')
+  .option('-d, --data-dir <dir>', 'data directory: CA files and SQLite database (default ./data)')
+  .option('-l, --listen <host:port>', 'address to listen on (default 127.0.0.1:14000)', parseListen)
+  .option('--http', 'serve plain HTTP, for running behind a TLS-terminating proxy (set --base-url)')
+  .option('--base-url <url>', 'external base URL clients use, e.g. https://acme.example.com')
+  .action(async (opts: CommonOpts & { listen?: { host: string; port: number }; http?: boolean; baseUrl?: string }) => {
+    const overrides: Record<string, unknown> = {};
+    if (opts.listen) overrides.listen = opts.listen;
+    if (opts.http) overrides.tls = { enabled: false };
+    if (opts.baseUrl) overrides.baseUrl = opts.baseUrl;
+    const config = await configFrom(opts, overrides);
+    const srv = await startServer(config);
+    const root = path.join(srv.caDir, 'root.pem');
+    process.stdout.write(
+      [
+        `ACME directory: ${srv.directoryUrl}`,
+        `CA root certificate: ${root}`,
+        '',
+        'Point a client at it, trusting the root:',
+        `  certbot:  REQUESTS_CA_BUNDLE=${root} certbot certonly --server ${srv.directoryUrl} --standalone -d NAME`,
+        `  lego:     LEGO_CA_CERTIFICATES=${root} lego --server ${srv.directoryUrl} --email you@example.com --domains NAME --http run`,
+        `  curl:     curl --cacert ${root} ${srv.directoryUrl}`,
+        '',
+      ].join('\n'),
+    );
+    const stop = (signal: string) => {
+      process.stderr.write(`anvil server: ${signal}, shutting down\n`);
+      srv.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+
+const ca = program.command('ca').description('Manage the CA: its root and intermediate certificates and keys.');
+ca.command('init')
+  .description('Create a root and an intermediate CA (refuses to overwrite an existing CA).')
+  .option('-c, --config <file>', 'JSON config file; its "ca" section gives the defaults')
+  .option('-d, --data-dir <dir>', 'data directory (CA files go to <dir>/ca)')
+  .option('--key-algorithm <alg>', 'ecdsa-p256 (default), ecdsa-p384, rsa-2048, rsa-3072, rsa-4096')
+  .option('--root-name <cn>', 'root common name')
+  .option('--intermediate-name <cn>', 'intermediate common name')
+  .option('--organization <o>', 'organization name in both subjects')
+  .option('--root-days <n>', 'root lifetime in days', positiveInt)
+  .option('--intermediate-days <n>', 'intermediate lifetime in days', positiveInt)
+  .action(
+    async (
+      opts: CommonOpts & {
+        keyAlgorithm?: string;
+        rootName?: string;
+        intermediateName?: string;
+        organization?: string;
+        rootDays?: number;
+        intermediateDays?: number;
+      },
+    ) => {
+      const caOverrides: Record<string, unknown> = {};
+      if (opts.keyAlgorithm) caOverrides.keyAlgorithm = opts.keyAlgorithm;
+      if (opts.rootName) caOverrides.rootCommonName = opts.rootName;
+      if (opts.intermediateName) caOverrides.intermediateCommonName = opts.intermediateName;
+      if (opts.organization) caOverrides.organization = opts.organization;
+      if (opts.rootDays) caOverrides.rootLifetimeDays = opts.rootDays;
+      if (opts.intermediateDays) caOverrides.intermediateLifetimeDays = opts.intermediateDays;
+      const config = await configFrom(opts, { ca: caOverrides });
+      const dir = caDirOf(config);
+      const d = await initCa(dir, config.ca);
+      process.stdout.write(`Created a CA in ${dir}\n${formatCa(d)}`);
+    },
+  );
+
+ca.command('show')
+  .description('Print the CA certificates: subjects, key algorithm, validity, fingerprints.')
+  .option('-c, --config <file>', 'JSON config file')
+  .option('-d, --data-dir <dir>', 'data directory')
+  .option('--json', 'print JSON')
+  .action(async (opts: CommonOpts & { json?: boolean }) => {
+    const config = await configFrom(opts);
+    const dir = caDirOf(config);
+    const d = await describeCa(dir);
+    if (!d) {
+      process.stderr.write(`anvil: no CA in ${dir}; create one with "anvil ca init" or start "anvil server"\n`);
+      process.exitCode = 1;
+      return;
+    }
+    process.stdout.write(opts.json ? `${JSON.stringify(d, null, 2)}\n` : formatCa(d));
+  });
+
+function formatCa(d: unknown): string {
+  const lines: string[] = [];
+  const walk = (o: unknown, indent: string) => {
+    for (const [k, v] of Object.entries(o as Record<string, unknown>)) {
+      if (v && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date)) {
+        lines.push(`${indent}${k}:`);
+        walk(v, `${indent}  `);
+      } else lines.push(`${indent}${k}: ${v instanceof Date ? v.toISOString() : Array.isArray(v) ? v.join(', ') : String(v)}`);
+    }
+  };
+  walk(d, '');
+  return `${lines.join('\n')}\n`;
+}
+
+const eab = program.command('eab').description('External Account Binding keys (RFC 8555 §7.3.4).');
+eab
+  .command('create')
+  .description('Create an EAB key id and HMAC key for one ACME account registration.')
+  .option('-c, --config <file>', 'JSON config file')
+  .option('-d, --data-dir <dir>', 'data directory')
+  .option('--uses <n>', 'how many accounts may bind this key (default 1)', positiveInt, 1)
+  .option('--expires-days <n>', 'key expires after this many days (default: never)', positiveInt)
+  .option('--comment <text>', 'a note for operators (who the key is for)')
+  .option('--json', 'print JSON')
+  .action(async (opts: CommonOpts & { uses: number; expiresDays?: number; comment?: string; json?: boolean }) => {
+    const config = await configFrom(opts);
+    const store = await openStore({ type: config.storage.type, path: dbPathOf(config) });
+    try {
+      const kid = `kid-${randomBytes(12).toString('base64url')}`;
+      const hmacKey = randomBytes(32).toString('base64url');
+      const now = new Date();
+      await store.createEabKey({
+        kid,
+        hmacKey,
+        maxUses: opts.uses,
+        uses: 0,
+        accountIds: [],
+        createdAt: now,
+        expiresAt: opts.expiresDays ? new Date(now.getTime() + opts.expiresDays * 86_400_000) : null,
+        comment: opts.comment ?? null,
+      });
+      if (opts.json) process.stdout.write(`${JSON.stringify({ kid, hmacKey, maxUses: opts.uses })}\n`);
+      else {
+        process.stdout.write(
+          `EAB key id:   ${kid}\nEAB HMAC key: ${hmacKey}\n\n` +
+            `certbot: --eab-kid ${kid} --eab-hmac-key ${hmacKey}\n` +
+            `lego:    --eab --kid ${kid} --hmac ${hmacKey}\n`,
+        );
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+eab
+  .command('list')
+  .description('List EAB keys and the accounts bound to them (HMAC keys are not shown).')
+  .option('-c, --config <file>', 'JSON config file')
+  .option('-d, --data-dir <dir>', 'data directory')
+  .action(async (opts: CommonOpts) => {
+    const config = await configFrom(opts);
+    const store = await openStore({ type: config.storage.type, path: dbPathOf(config) });
+    try {
+      for (const k of await store.listEabKeys()) {
+        process.stdout.write(
+          `${k.kid}  uses ${k.uses}/${k.maxUses}  created ${k.createdAt.toISOString()}` +
+            `${k.expiresAt ? `  expires ${k.expiresAt.toISOString()}` : ''}${k.comment ? `  "${k.comment}"` : ''}` +
+            `${k.accountIds.length ? `  accounts ${k.accountIds.join(',')}` : ''}\n`,
+        );
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+program
+  .command('config-check')
+  .description('Validate a server config file and print the effective configuration.')
+  .argument('<file>', 'JSON config file')
+  .action(async (file: string) => {
+    const config = await loadServerConfig(file);
+    process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+  });
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  const err = e as Error & { code?: string };
+  if (err instanceof ConfigError || err.code === 'CONFIG_INVALID') {
+    process.stderr.write(`anvil: ${err.message}\n`);
+    process.exit(2);
+  }
+  if (err.code === 'CA_EXISTS') {
+    process.stderr.write(`anvil: ${err.message}\n`);
+    process.exit(1);
+  }
+  if (err.code === 'EADDRINUSE') {
+    process.stderr.write(`anvil: the listen address is already in use (${err.message}); choose another with --listen\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`anvil: ${err.message ?? String(err)}\n`);
+  process.exit(1);
+});

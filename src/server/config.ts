@@ -1,0 +1,196 @@
+/**
+ * `anvil server` configuration: one schema, validated at start-up with errors that name the field,
+ * then frozen. Every field is optional with a safe default, so old config files keep working.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+
+const keyAlgorithm = z.enum(['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096']);
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
+
+export const ServerConfigSchema = z
+  .object({
+    /** CA files in <dataDir>/ca, SQLite database at <dataDir>/anvil.db. */
+    dataDir: z.string().min(1).default('./data'),
+    listen: z
+      .object({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(14000),
+      })
+      .strict()
+      .prefault({}),
+    tls: z
+      .object({
+        /** false: plain HTTP, for running behind a TLS-terminating proxy (set baseUrl). */
+        enabled: z.boolean().default(true),
+        /** Names (DNS or IP) in the listener's certificate, issued by the CA itself at start-up. */
+        names: z.array(z.string().min(1)).min(1).default(['localhost', '127.0.0.1', '::1']),
+      })
+      .strict()
+      .prefault({}),
+    /** External base URL (scheme://host[:port][/prefix]) when behind a proxy; derived from listen otherwise. */
+    baseUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /** Trust X-Forwarded-For for logging client addresses (only behind a proxy you control). */
+    trustProxy: z.boolean().default(false),
+    ca: z
+      .object({
+        keyAlgorithm: keyAlgorithm.default('ecdsa-p256'),
+        rootCommonName: z.string().min(1).max(64).default('Anvil Root CA'),
+        intermediateCommonName: z.string().min(1).max(64).default('Anvil Intermediate CA'),
+        organization: z.string().min(1).max(64).optional(),
+        rootLifetimeDays: z.number().int().min(1).max(36500).default(3650),
+        intermediateLifetimeDays: z.number().int().min(1).max(36500).default(1825),
+      })
+      .strict()
+      .prefault({}),
+    issuance: z
+      .object({
+        /** Leaf certificate lifetime. */
+        lifetimeDays: z.number().min(0.0007).max(3650).default(90),
+        /** notBefore is moved back by this much (at most 60 s) to absorb clock skew. */
+        backdateSeconds: z.number().int().min(0).max(60).default(60),
+        /** Add the clientAuth EKU to every certificate (for mTLS). */
+        clientAuth: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
+    acme: z
+      .object({
+        termsOfService: z.url().optional(),
+        website: z.url().optional(),
+        caaIdentities: z.array(z.string().min(1)).optional(),
+        externalAccountRequired: z.boolean().default(false),
+        /** Reuse an account's valid authorization for this long after validation; 0 disables reuse. */
+        authzReuseDays: z.number().min(0).max(397).default(30),
+        /** A valid authorization expires this long after validation. */
+        validAuthzLifetimeDays: z.number().min(0.0007).max(397).default(30),
+        pendingAuthzLifetimeHours: z.number().min(0.01).max(24 * 30).default(168),
+        orderLifetimeHours: z.number().min(0.01).max(24 * 30).default(168),
+        maxIdentifiersPerOrder: z.number().int().min(1).max(1000).default(100),
+        /** Open (pending or ready) orders per account before newOrder answers 429. */
+        maxPendingOrdersPerAccount: z.number().int().min(1).default(300),
+        /** Entries per page of an account's orders list. */
+        ordersPageSize: z.number().int().min(1).max(1000).default(100),
+        nonceLifetimeSeconds: z.number().int().min(10).max(86400).default(3600),
+        maxContacts: z.number().int().min(0).max(100).default(10),
+        /** Maximum request body in bytes; larger bodies are refused before parsing. */
+        maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+        identifierPolicy: z
+          .object({
+            /** If set, only names equal to or under one of these suffixes are allowed. */
+            allowedDomains: z.array(z.string().min(1)).optional(),
+            /** Names equal to or under these suffixes are refused. */
+            deniedDomains: z.array(z.string().min(1)).default([]),
+            allowIp: z.boolean().default(true),
+            allowWildcard: z.boolean().default(true),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    validation: z
+      .object({
+        resolvers: z.array(hostPort).default([]),
+        httpPort: z.number().int().min(1).max(65535).default(80),
+        tlsPort: z.number().int().min(1).max(65535).default(443),
+        connectTimeoutMs: z.number().int().min(100).max(120_000).default(5_000),
+        totalTimeoutMs: z.number().int().min(100).max(300_000).default(20_000),
+        dnsTimeoutMs: z.number().int().min(100).max(60_000).default(5_000),
+        maxRedirects: z.number().int().min(0).max(10).default(10),
+        /** Concurrent validations per server process. */
+        concurrency: z.number().int().min(1).max(1000).default(32),
+        addressPolicy: z
+          .object({
+            allowLoopback: z.boolean().default(false),
+            allowPrivate: z.boolean().default(false),
+            allowLinkLocal: z.boolean().default(false),
+            deny: z.array(z.string()).default([]),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    storage: z
+      .object({
+        type: z.literal('sqlite').default('sqlite'),
+        /** Relative paths are under dataDir. */
+        path: z.string().min(1).default('anvil.db'),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type ServerConfig = z.output<typeof ServerConfigSchema>;
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** Validates a raw config object; errors name each bad field ("validation.httpPort: ..."). */
+export function parseServerConfig(raw: unknown, source = 'config'): ServerConfig {
+  const r = ServerConfigSchema.safeParse(raw ?? {});
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => {
+      const field = i.path.length ? i.path.join('.') : '(top level)';
+      return `  ${field}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid ${source}:\n${lines.join('\n')}`);
+  }
+  return deepFreeze(r.data);
+}
+
+export async function loadServerConfig(file: string | undefined, overrides: Record<string, unknown> = {}): Promise<ServerConfig> {
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
+    }
+    try {
+      raw = JSON.parse(text) as Record<string, unknown>;
+    } catch (e) {
+      throw new ConfigError(`config file ${file} is not valid JSON: ${(e as Error).message}`);
+    }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`config file ${file} must hold a JSON object`);
+    // A relative dataDir in a config file is relative to the file.
+    if (typeof raw.dataDir === 'string' && !path.isAbsolute(raw.dataDir)) {
+      raw.dataDir = path.resolve(path.dirname(file), raw.dataDir);
+    }
+  }
+  return parseServerConfig(mergeDeep(raw, overrides), file ?? 'configuration');
+}
+
+function mergeDeep(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    if (v === undefined) continue;
+    const cur = out[k];
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' && !Array.isArray(cur)
+        ? mergeDeep(cur as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
+}

@@ -1,0 +1,167 @@
+/**
+ * The one place where the server's parts are built and wired: storage, CA, validator, authority,
+ * HTTP API. Everything else receives its collaborators through constructors.
+ */
+import { mkdir } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import 'reflect-metadata';
+import { X509Certificate } from '@peculiar/x509';
+import type { FastifyInstance } from 'fastify';
+import { systemClock, type Clock } from '../lib/clock.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { cryptoRandom, type Random } from '../lib/random.js';
+import { openStore } from '../storage/index.js';
+import type { Store } from '../storage/store.js';
+import { buildApi } from './api/app.js';
+import { Authority } from './authority/authority.js';
+import type { ServerConfig } from './config.js';
+import { caExists, initCa, loadCa } from './issuance/ca.js';
+import { createValidator } from './validation/index.js';
+import type { Validator } from './validation/types.js';
+
+export interface RunningServer {
+  directoryUrl: string;
+  baseUrl: string;
+  app: FastifyInstance;
+  authority: Authority;
+  store: Store;
+  caDir: string;
+  close(): Promise<void>;
+}
+
+export interface ServerDeps {
+  logger?: Logger;
+  clock?: Clock;
+  random?: Random;
+  /** Replaces the network validator (tests). */
+  validator?: Validator;
+}
+
+export function caDirOf(config: ServerConfig): string {
+  return path.join(path.resolve(config.dataDir), 'ca');
+}
+
+export function dbPathOf(config: ServerConfig): string {
+  return path.resolve(path.resolve(config.dataDir), config.storage.path);
+}
+
+/** A free TCP port on `host`, so that URLs (and the AIA URL in certificates) are known before listening. */
+async function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const addr = s.address();
+      s.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function hostForUrl(host: string): string {
+  if (host === '0.0.0.0' || host === '::') return 'localhost';
+  return net.isIPv6(host) ? `[${host}]` : host;
+}
+
+export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
+  const log = deps.logger ?? createLogger({ level: config.log.level });
+  const clock = deps.clock ?? systemClock;
+  const random = deps.random ?? cryptoRandom;
+  const dataDir = path.resolve(config.dataDir);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+
+  const caDir = caDirOf(config);
+  if (!(await caExists(caDir))) {
+    await initCa(caDir, config.ca);
+    log.info({ caDir, keyAlgorithm: config.ca.keyAlgorithm }, 'created a new CA (root and intermediate)');
+  }
+
+  const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
+  const scheme = config.tls.enabled ? 'https' : 'http';
+  const baseUrl = (config.baseUrl ?? `${scheme}://${hostForUrl(config.listen.host)}:${port}`).replace(/\/+$/, '');
+
+  const ca = await loadCa(caDir, {
+    issuerUrl: `${baseUrl}/ca/intermediate.der`,
+    clock,
+    random,
+    backdateMs: config.issuance.backdateSeconds * 1000,
+  });
+  const store = await openStore({ type: config.storage.type, path: dbPathOf(config) });
+  const validator = deps.validator ?? createValidator(config.validation, { logger: log });
+  const authority = new Authority({
+    store,
+    issuer: ca,
+    validator,
+    clock,
+    random,
+    logger: log,
+    config: {
+      ...config.acme,
+      identifierPolicy: config.acme.identifierPolicy,
+      leafLifetimeDays: config.issuance.lifetimeDays,
+      clientAuth: config.issuance.clientAuth,
+      validationConcurrency: config.validation.concurrency,
+    },
+  });
+
+  let https: { key: string; cert: string } | undefined;
+  if (config.tls.enabled) {
+    const tlsCert = await ca.issueServerCertificate([...config.tls.names], 30);
+    https = { key: tlsCert.keyPem, cert: tlsCert.certPem };
+  }
+
+  const intermediateDer = Buffer.from(new X509Certificate(ca.intermediatePem).rawData);
+  const app = await buildApi({
+    authority,
+    logger: log,
+    baseUrl: () => baseUrl,
+    meta: {
+      ...(config.acme.termsOfService ? { termsOfService: config.acme.termsOfService } : {}),
+      ...(config.acme.website ? { website: config.acme.website } : {}),
+      ...(config.acme.caaIdentities ? { caaIdentities: [...config.acme.caaIdentities] } : {}),
+      externalAccountRequired: config.acme.externalAccountRequired,
+    },
+    maxBodyBytes: config.acme.maxBodyBytes,
+    eabKey: async (kid) => {
+      const k = await store.getEabKey(kid);
+      if (!k) return null;
+      return Buffer.from(k.hmacKey, 'base64url');
+    },
+    rootPem: ca.rootPem,
+    intermediateDer,
+    trustProxy: config.trustProxy,
+    ...(https ? { https } : {}),
+    health: async () => ({ certificates: await store.countCertificates() }),
+  });
+
+  await app.listen({ host: config.listen.host, port });
+  const recovered = await authority.recover();
+
+  // Expired nonces are removed in the background; a nonce is checked for expiry anyway.
+  const purge = setInterval(() => {
+    store.purgeExpired(clock.now()).catch((e: unknown) => log.warn({ err: e }, 'purging expired nonces failed'));
+  }, 60_000);
+  purge.unref();
+
+  const directoryUrl = `${baseUrl}/directory`;
+  log.info({ directory: directoryUrl, listen: `${config.listen.host}:${port}`, recovered }, 'anvil server started');
+
+  let closing: Promise<void> | undefined;
+  return {
+    directoryUrl,
+    baseUrl,
+    app,
+    authority,
+    store,
+    caDir,
+    close() {
+      closing ??= (async () => {
+        clearInterval(purge);
+        await app.close();
+        await authority.close();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}
