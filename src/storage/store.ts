@@ -75,6 +75,8 @@ export interface AuthzRecord {
   status: AuthorizationStatus;
   expires: Date;
   createdAt: Date;
+  /** When it became valid (authorization reuse measures age from here). */
+  validatedAt: Date | null;
   challenges: ChallengeRecord[];
 }
 
@@ -170,7 +172,7 @@ export interface StoreTx {
   hasValidAuthz(accountId: string, identifier: Identifier, now: Date): Promise<boolean>;
   updateAuthz(
     id: string,
-    patch: Partial<Pick<AuthzRecord, 'status' | 'expires'>>,
+    patch: Partial<Pick<AuthzRecord, 'status' | 'expires' | 'validatedAt'>>,
     expect?: AuthorizationStatus[],
   ): Promise<boolean>;
 

@@ -407,6 +407,7 @@ export class Authority {
       status: 'pending',
       expires: new Date(now.getTime() + this.#cfg.pendingAuthzLifetimeHours * HOUR),
       createdAt: now,
+      validatedAt: null,
       challenges,
     };
   }
@@ -578,7 +579,11 @@ export class Authority {
       if (result.ok) {
         if (!(await tx.updateChallenge(c.id, { status: 'valid', validated: now, validationRecords: result.records }, ['processing']))) return;
         // RFC 8555 §7.1.6: one valid challenge makes the authorization valid.
-        await tx.updateAuthz(a.id, { status: 'valid', expires: new Date(now.getTime() + this.#cfg.validAuthzLifetimeDays * DAY) }, ['pending']);
+        await tx.updateAuthz(
+          a.id,
+          { status: 'valid', validatedAt: now, expires: new Date(now.getTime() + this.#cfg.validAuthzLifetimeDays * DAY) },
+          ['pending'],
+        );
       } else {
         const error = { ...result.problem.toJSON(), identifier: a.identifier };
         if (!(await tx.updateChallenge(c.id, { status: 'invalid', error, validationRecords: result.records }, ['processing']))) return;

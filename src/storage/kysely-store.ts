@@ -1,0 +1,532 @@
+/**
+ * StoreTx over kysely, written in dialect-neutral kysely so that SQLite and PostgreSQL share it.
+ * Compare-and-set updates are `UPDATE ... WHERE id = ? AND status IN (...)` plus the row count.
+ */
+import type { Kysely, Transaction } from 'kysely';
+import type { JWK } from 'jose';
+import type { ProblemDocument } from '../protocol/problems.js';
+import type { Identifier } from '../protocol/types.js';
+import type { Database } from './schema.js';
+import type {
+  AccountRecord,
+  AuthzRecord,
+  CertificateRecord,
+  ChallengeRecord,
+  EabKeyRecord,
+  OrderRecord,
+  Page,
+  Store,
+  StoreTx,
+} from './store.js';
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+const ms = (d: Date | null | undefined): number | null => (d ? d.getTime() : null);
+const date = (n: number | bigint | null | undefined): Date | null => (n === null || n === undefined ? null : new Date(Number(n)));
+const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
+const parse = <T>(s: string | null): T | null => (s === null ? null : (JSON.parse(s) as T));
+
+function changed(r: { numUpdatedRows?: bigint } | undefined): boolean {
+  return (r?.numUpdatedRows ?? 0n) > 0n;
+}
+
+export class KyselyStoreTx implements StoreTx {
+  constructor(protected readonly db: Db) {}
+
+  // ------------------------------------------------------------ nonces
+  async insertNonce(value: string, expires: Date): Promise<void> {
+    await this.db.insertInto('nonces').values({ value, expires: expires.getTime() }).execute();
+  }
+
+  async consumeNonce(value: string, now: Date): Promise<boolean> {
+    const r = await this.db.deleteFrom('nonces').where('value', '=', value).where('expires', '>', now.getTime()).executeTakeFirst();
+    return (r.numDeletedRows ?? 0n) > 0n;
+  }
+
+  async purgeExpired(now: Date): Promise<number> {
+    const r = await this.db.deleteFrom('nonces').where('expires', '<=', now.getTime()).executeTakeFirst();
+    return Number(r.numDeletedRows ?? 0n);
+  }
+
+  // ------------------------------------------------------------ accounts
+  #account(r: Database['accounts']): AccountRecord {
+    return {
+      id: r.id,
+      status: r.status as AccountRecord['status'],
+      jwk: JSON.parse(r.jwk) as JWK,
+      thumbprint: r.thumbprint,
+      contact: JSON.parse(r.contact) as string[],
+      termsOfServiceAgreed: Boolean(r.tos_agreed),
+      eabKid: r.eab_kid,
+      createdAt: date(r.created_at)!,
+    };
+  }
+
+  async createAccount(a: AccountRecord): Promise<void> {
+    await this.db
+      .insertInto('accounts')
+      .values({
+        id: a.id,
+        status: a.status,
+        jwk: JSON.stringify(a.jwk),
+        thumbprint: a.thumbprint,
+        contact: JSON.stringify(a.contact),
+        tos_agreed: a.termsOfServiceAgreed ? 1 : 0,
+        eab_kid: a.eabKid,
+        created_at: a.createdAt.getTime(),
+      })
+      .execute();
+  }
+
+  async getAccount(id: string): Promise<AccountRecord | null> {
+    const r = await this.db.selectFrom('accounts').selectAll().where('id', '=', id).executeTakeFirst();
+    return r ? this.#account(r) : null;
+  }
+
+  async getAccountByThumbprint(thumbprint: string): Promise<AccountRecord | null> {
+    const r = await this.db.selectFrom('accounts').selectAll().where('thumbprint', '=', thumbprint).executeTakeFirst();
+    return r ? this.#account(r) : null;
+  }
+
+  async updateAccount(
+    id: string,
+    patch: Partial<Pick<AccountRecord, 'status' | 'contact' | 'jwk' | 'thumbprint' | 'termsOfServiceAgreed'>>,
+    expect?: AccountRecord['status'][],
+  ): Promise<boolean> {
+    const set: Partial<Database['accounts']> = {};
+    if (patch.status !== undefined) set.status = patch.status;
+    if (patch.contact !== undefined) set.contact = JSON.stringify(patch.contact);
+    if (patch.jwk !== undefined) set.jwk = JSON.stringify(patch.jwk);
+    if (patch.thumbprint !== undefined) set.thumbprint = patch.thumbprint;
+    if (patch.termsOfServiceAgreed !== undefined) set.tos_agreed = patch.termsOfServiceAgreed ? 1 : 0;
+    if (Object.keys(set).length === 0) return (await this.getAccount(id)) !== null;
+    let q = this.db.updateTable('accounts').set(set).where('id', '=', id);
+    if (expect?.length) q = q.where('status', 'in', expect);
+    return changed(await q.executeTakeFirst());
+  }
+
+  // ------------------------------------------------------------ orders
+  async #order(r: Database['orders']): Promise<OrderRecord> {
+    const links = await this.db.selectFrom('order_authzs').select('authz_id').where('order_id', '=', r.id).orderBy('position').execute();
+    return {
+      id: r.id,
+      accountId: r.account_id,
+      status: r.status as OrderRecord['status'],
+      expires: date(r.expires)!,
+      identifiers: JSON.parse(r.identifiers) as Identifier[],
+      notBefore: date(r.not_before),
+      notAfter: date(r.not_after),
+      error: parse<ProblemDocument>(r.error),
+      authzIds: links.map((l) => l.authz_id),
+      certificateId: r.certificate_id,
+      createdAt: date(r.created_at)!,
+    };
+  }
+
+  async createOrder(o: OrderRecord): Promise<void> {
+    await this.db
+      .insertInto('orders')
+      .values({
+        id: o.id,
+        account_id: o.accountId,
+        status: o.status,
+        expires: o.expires.getTime(),
+        identifiers: JSON.stringify(o.identifiers),
+        not_before: ms(o.notBefore),
+        not_after: ms(o.notAfter),
+        error: json(o.error),
+        certificate_id: o.certificateId,
+        created_at: o.createdAt.getTime(),
+      })
+      .execute();
+    if (o.authzIds.length) {
+      await this.db
+        .insertInto('order_authzs')
+        .values(o.authzIds.map((authz_id, position) => ({ order_id: o.id, authz_id, position })))
+        .execute();
+    }
+  }
+
+  async getOrder(id: string): Promise<OrderRecord | null> {
+    const r = await this.db.selectFrom('orders').selectAll().where('id', '=', id).executeTakeFirst();
+    return r ? this.#order(r) : null;
+  }
+
+  async updateOrder(
+    id: string,
+    patch: Partial<Pick<OrderRecord, 'status' | 'error' | 'certificateId'>>,
+    expect?: OrderRecord['status'][],
+  ): Promise<boolean> {
+    const set: Partial<Database['orders']> = {};
+    if (patch.status !== undefined) set.status = patch.status;
+    if (patch.error !== undefined) set.error = json(patch.error);
+    if (patch.certificateId !== undefined) set.certificate_id = patch.certificateId;
+    let q = this.db.updateTable('orders').set(set).where('id', '=', id);
+    if (expect?.length) q = q.where('status', 'in', expect);
+    return changed(await q.executeTakeFirst());
+  }
+
+  async listOrders(accountId: string, cursor: string | null, limit: number): Promise<Page<string>> {
+    let q = this.db
+      .selectFrom('orders')
+      .select(['id', 'created_at'])
+      .where('account_id', '=', accountId)
+      .orderBy('created_at')
+      .orderBy('id')
+      .limit(limit + 1);
+    if (cursor) {
+      // The cursor is the (created_at, id) of the last entry of the previous page.
+      let at: number;
+      let lastId: string;
+      try {
+        const [a, b] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [number, string];
+        if (typeof a !== 'number' || typeof b !== 'string') throw new Error('bad cursor');
+        at = a;
+        lastId = b;
+      } catch {
+        return { items: [], next: null };
+      }
+      q = q.where((eb) => eb.or([eb('created_at', '>', at), eb.and([eb('created_at', '=', at), eb('id', '>', lastId)])]));
+    }
+    const rows = await q.execute();
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    const next = rows.length > limit && last ? Buffer.from(JSON.stringify([Number(last.created_at), last.id])).toString('base64url') : null;
+    return { items: page.map((r) => r.id), next };
+  }
+
+  async countOpenOrders(accountId: string, now: Date): Promise<number> {
+    const r = await this.db
+      .selectFrom('orders')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('account_id', '=', accountId)
+      .where('status', 'in', ['pending', 'ready'])
+      .where('expires', '>', now.getTime())
+      .executeTakeFirst();
+    return Number(r?.n ?? 0);
+  }
+
+  async ordersForAuthz(authzId: string): Promise<OrderRecord[]> {
+    const rows = await this.db
+      .selectFrom('orders')
+      .innerJoin('order_authzs', 'order_authzs.order_id', 'orders.id')
+      .selectAll('orders')
+      .where('order_authzs.authz_id', '=', authzId)
+      .execute();
+    return Promise.all(rows.map((r) => this.#order(r)));
+  }
+
+  // ------------------------------------------------------------ authorizations and challenges
+  #challenge(r: Database['challenges']): ChallengeRecord {
+    return {
+      id: r.id,
+      authzId: r.authz_id,
+      type: r.type as ChallengeRecord['type'],
+      token: r.token,
+      status: r.status as ChallengeRecord['status'],
+      validated: date(r.validated),
+      error: parse<ProblemDocument>(r.error),
+      validationRecords: parse<unknown[]>(r.validation_records),
+      requestedAt: date(r.requested_at),
+    };
+  }
+
+  async #authz(r: Database['authzs']): Promise<AuthzRecord> {
+    const ch = await this.db.selectFrom('challenges').selectAll().where('authz_id', '=', r.id).orderBy('position').execute();
+    return {
+      id: r.id,
+      accountId: r.account_id,
+      identifier: { type: r.identifier_type as Identifier['type'], value: r.identifier_value },
+      wildcard: Boolean(r.wildcard),
+      status: r.status as AuthzRecord['status'],
+      expires: date(r.expires)!,
+      createdAt: date(r.created_at)!,
+      validatedAt: date(r.validated_at),
+      challenges: ch.map((c) => this.#challenge(c)),
+    };
+  }
+
+  async createAuthz(a: AuthzRecord): Promise<void> {
+    await this.db
+      .insertInto('authzs')
+      .values({
+        id: a.id,
+        account_id: a.accountId,
+        identifier_type: a.identifier.type,
+        identifier_value: a.identifier.value,
+        wildcard: a.wildcard ? 1 : 0,
+        status: a.status,
+        expires: a.expires.getTime(),
+        created_at: a.createdAt.getTime(),
+        validated_at: ms(a.validatedAt),
+      })
+      .execute();
+    if (a.challenges.length) {
+      await this.db
+        .insertInto('challenges')
+        .values(
+          a.challenges.map((c, position) => ({
+            id: c.id,
+            authz_id: a.id,
+            type: c.type,
+            token: c.token,
+            status: c.status,
+            validated: ms(c.validated),
+            error: json(c.error),
+            validation_records: json(c.validationRecords),
+            requested_at: ms(c.requestedAt),
+            position,
+          })),
+        )
+        .execute();
+    }
+  }
+
+  async getAuthz(id: string): Promise<AuthzRecord | null> {
+    const r = await this.db.selectFrom('authzs').selectAll().where('id', '=', id).executeTakeFirst();
+    return r ? this.#authz(r) : null;
+  }
+
+  async findReusableAuthz(
+    accountId: string,
+    identifier: Identifier,
+    wildcard: boolean,
+    validatedAfter: Date,
+    expiresAfter: Date,
+  ): Promise<AuthzRecord | null> {
+    const r = await this.db
+      .selectFrom('authzs')
+      .selectAll()
+      .where('account_id', '=', accountId)
+      .where('identifier_type', '=', identifier.type)
+      .where('identifier_value', '=', identifier.value)
+      .where('status', '=', 'valid')
+      .where('wildcard', '=', wildcard ? 1 : 0)
+      .where('validated_at', '>=', validatedAfter.getTime())
+      .where('expires', '>', expiresAfter.getTime())
+      .orderBy('validated_at', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return r ? this.#authz(r) : null;
+  }
+
+  async hasValidAuthz(accountId: string, identifier: Identifier, now: Date): Promise<boolean> {
+    const r = await this.db
+      .selectFrom('authzs')
+      .select('id')
+      .where('account_id', '=', accountId)
+      .where('identifier_type', '=', identifier.type)
+      .where('identifier_value', '=', identifier.value)
+      .where('status', '=', 'valid')
+      .where('expires', '>', now.getTime())
+      .limit(1)
+      .executeTakeFirst();
+    return r !== undefined;
+  }
+
+  async updateAuthz(
+    id: string,
+    patch: Partial<Pick<AuthzRecord, 'status' | 'expires' | 'validatedAt'>>,
+    expect?: AuthzRecord['status'][],
+  ): Promise<boolean> {
+    const set: Partial<Database['authzs']> = {};
+    if (patch.status !== undefined) set.status = patch.status;
+    if (patch.expires !== undefined) set.expires = patch.expires.getTime();
+    if (patch.validatedAt !== undefined) set.validated_at = ms(patch.validatedAt);
+    let q = this.db.updateTable('authzs').set(set).where('id', '=', id);
+    if (expect?.length) q = q.where('status', 'in', expect);
+    return changed(await q.executeTakeFirst());
+  }
+
+  async getChallenge(id: string): Promise<ChallengeRecord | null> {
+    const r = await this.db.selectFrom('challenges').selectAll().where('id', '=', id).executeTakeFirst();
+    return r ? this.#challenge(r) : null;
+  }
+
+  async updateChallenge(
+    id: string,
+    patch: Partial<Pick<ChallengeRecord, 'status' | 'validated' | 'error' | 'validationRecords' | 'requestedAt'>>,
+    expect?: ChallengeRecord['status'][],
+  ): Promise<boolean> {
+    const set: Partial<Database['challenges']> = {};
+    if (patch.status !== undefined) set.status = patch.status;
+    if (patch.validated !== undefined) set.validated = ms(patch.validated);
+    if (patch.error !== undefined) set.error = json(patch.error);
+    if (patch.validationRecords !== undefined) set.validation_records = json(patch.validationRecords);
+    if (patch.requestedAt !== undefined) set.requested_at = ms(patch.requestedAt);
+    let q = this.db.updateTable('challenges').set(set).where('id', '=', id);
+    if (expect?.length) q = q.where('status', 'in', expect);
+    return changed(await q.executeTakeFirst());
+  }
+
+  async listProcessingChallenges(limit: number): Promise<ChallengeRecord[]> {
+    const rows = await this.db
+      .selectFrom('challenges')
+      .selectAll()
+      .where('status', '=', 'processing')
+      .orderBy('requested_at')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => this.#challenge(r));
+  }
+
+  // ------------------------------------------------------------ certificates
+  #certificate(r: Database['certificates']): CertificateRecord {
+    return {
+      id: r.id,
+      serial: r.serial,
+      accountId: r.account_id,
+      orderId: r.order_id,
+      status: r.status as CertificateRecord['status'],
+      identifiers: JSON.parse(r.identifiers) as Identifier[],
+      notBefore: date(r.not_before)!,
+      notAfter: date(r.not_after)!,
+      plan: JSON.parse(r.plan) as unknown,
+      der: r.der ? Buffer.from(r.der) : null,
+      chainPem: r.chain_pem,
+      issuedAt: date(r.issued_at),
+      revokedAt: date(r.revoked_at),
+      revocationReason: r.revocation_reason,
+      createdAt: date(r.created_at)!,
+    };
+  }
+
+  async createCertificate(c: CertificateRecord): Promise<void> {
+    await this.db
+      .insertInto('certificates')
+      .values({
+        id: c.id,
+        serial: c.serial,
+        account_id: c.accountId,
+        order_id: c.orderId,
+        status: c.status,
+        identifiers: JSON.stringify(c.identifiers),
+        not_before: c.notBefore.getTime(),
+        not_after: c.notAfter.getTime(),
+        plan: JSON.stringify(c.plan),
+        der: c.der,
+        chain_pem: c.chainPem,
+        issued_at: ms(c.issuedAt),
+        revoked_at: ms(c.revokedAt),
+        revocation_reason: c.revocationReason,
+        created_at: c.createdAt.getTime(),
+      })
+      .execute();
+  }
+
+  async getCertificate(id: string): Promise<CertificateRecord | null> {
+    const r = await this.db.selectFrom('certificates').selectAll().where('id', '=', id).executeTakeFirst();
+    return r ? this.#certificate(r) : null;
+  }
+
+  async getCertificateBySerial(serial: string): Promise<CertificateRecord | null> {
+    const r = await this.db.selectFrom('certificates').selectAll().where('serial', '=', serial).executeTakeFirst();
+    return r ? this.#certificate(r) : null;
+  }
+
+  async updateCertificate(
+    id: string,
+    patch: Partial<Pick<CertificateRecord, 'status' | 'der' | 'chainPem' | 'issuedAt' | 'revokedAt' | 'revocationReason'>>,
+    expect?: CertificateRecord['status'][],
+  ): Promise<boolean> {
+    const set: Partial<Database['certificates']> = {};
+    if (patch.status !== undefined) set.status = patch.status;
+    if (patch.der !== undefined) set.der = patch.der;
+    if (patch.chainPem !== undefined) set.chain_pem = patch.chainPem;
+    if (patch.issuedAt !== undefined) set.issued_at = ms(patch.issuedAt);
+    if (patch.revokedAt !== undefined) set.revoked_at = ms(patch.revokedAt);
+    if (patch.revocationReason !== undefined) set.revocation_reason = patch.revocationReason;
+    let q = this.db.updateTable('certificates').set(set).where('id', '=', id);
+    if (expect?.length) q = q.where('status', 'in', expect);
+    return changed(await q.executeTakeFirst());
+  }
+
+  async listPendingCertificates(limit: number): Promise<CertificateRecord[]> {
+    const rows = await this.db
+      .selectFrom('certificates')
+      .selectAll()
+      .where('status', '=', 'pending')
+      .orderBy('created_at')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => this.#certificate(r));
+  }
+
+  async countCertificates(): Promise<number> {
+    const r = await this.db.selectFrom('certificates').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst();
+    return Number(r?.n ?? 0);
+  }
+
+  // ------------------------------------------------------------ EAB
+  async #eab(r: Database['eab_keys']): Promise<EabKeyRecord> {
+    const uses = await this.db.selectFrom('eab_uses').select('account_id').where('kid', '=', r.kid).orderBy('used_at').execute();
+    return {
+      kid: r.kid,
+      hmacKey: r.hmac_key,
+      maxUses: r.max_uses,
+      uses: r.uses,
+      accountIds: uses.map((u) => u.account_id),
+      createdAt: date(r.created_at)!,
+      expiresAt: date(r.expires_at),
+      comment: r.comment,
+    };
+  }
+
+  async createEabKey(k: EabKeyRecord): Promise<void> {
+    await this.db
+      .insertInto('eab_keys')
+      .values({
+        kid: k.kid,
+        hmac_key: k.hmacKey,
+        max_uses: k.maxUses,
+        uses: k.uses,
+        created_at: k.createdAt.getTime(),
+        expires_at: ms(k.expiresAt),
+        comment: k.comment,
+      })
+      .execute();
+  }
+
+  async getEabKey(kid: string): Promise<EabKeyRecord | null> {
+    const r = await this.db.selectFrom('eab_keys').selectAll().where('kid', '=', kid).executeTakeFirst();
+    return r ? this.#eab(r) : null;
+  }
+
+  async useEabKey(kid: string, accountId: string): Promise<boolean> {
+    const now = Date.now();
+    const r = await this.db
+      .updateTable('eab_keys')
+      .set((eb) => ({ uses: eb('uses', '+', 1) }))
+      .where('kid', '=', kid)
+      .whereRef('uses', '<', 'max_uses')
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+      .executeTakeFirst();
+    if (!changed(r)) return false;
+    await this.db.insertInto('eab_uses').values({ kid, account_id: accountId, used_at: now }).execute();
+    return true;
+  }
+
+  async listEabKeys(): Promise<EabKeyRecord[]> {
+    const rows = await this.db.selectFrom('eab_keys').selectAll().orderBy('created_at').execute();
+    return Promise.all(rows.map((r) => this.#eab(r)));
+  }
+}
+
+/** A Store over a kysely instance (any dialect). */
+export class KyselyStore extends KyselyStoreTx implements Store {
+  constructor(
+    private readonly kysely: Kysely<Database>,
+    private readonly onClose: () => Promise<void> = async () => {},
+  ) {
+    super(kysely);
+  }
+
+  async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    return this.kysely.transaction().execute((trx) => fn(new KyselyStoreTx(trx)));
+  }
+
+  async close(): Promise<void> {
+    await this.kysely.destroy();
+    await this.onClose();
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * Versioned schema migrations, run at start-up, each in its own transaction, recorded in
+ * schema_migrations. A database newer than the code is refused (SCHEMA_TOO_NEW).
+ */
+import { sql, type Kysely } from 'kysely';
+import type { Database } from './schema.js';
+
+export interface Migration {
+  version: number;
+  name: string;
+  up(db: Kysely<Database>): Promise<void>;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial ACME schema',
+    async up(db) {
+      const s = db.schema;
+      await s
+        .createTable('accounts')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('jwk', 'text', (c) => c.notNull())
+        .addColumn('thumbprint', 'text', (c) => c.notNull().unique())
+        .addColumn('contact', 'text', (c) => c.notNull())
+        .addColumn('tos_agreed', 'integer', (c) => c.notNull())
+        .addColumn('eab_kid', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await s
+        .createTable('orders')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id'))
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('expires', 'bigint', (c) => c.notNull())
+        .addColumn('identifiers', 'text', (c) => c.notNull())
+        .addColumn('not_before', 'bigint')
+        .addColumn('not_after', 'bigint')
+        .addColumn('error', 'text')
+        .addColumn('certificate_id', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await s.createIndex('orders_account_created').on('orders').columns(['account_id', 'created_at', 'id']).execute();
+      await s.createIndex('orders_account_status').on('orders').columns(['account_id', 'status', 'expires']).execute();
+      await s
+        .createTable('authzs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id'))
+        .addColumn('identifier_type', 'text', (c) => c.notNull())
+        .addColumn('identifier_value', 'text', (c) => c.notNull())
+        .addColumn('wildcard', 'integer', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('expires', 'bigint', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('validated_at', 'bigint')
+        .execute();
+      await s
+        .createIndex('authzs_reuse')
+        .on('authzs')
+        .columns(['account_id', 'identifier_type', 'identifier_value', 'status', 'wildcard'])
+        .execute();
+      await s
+        .createTable('order_authzs')
+        .addColumn('order_id', 'text', (c) => c.notNull().references('orders.id'))
+        .addColumn('authz_id', 'text', (c) => c.notNull().references('authzs.id'))
+        .addColumn('position', 'integer', (c) => c.notNull())
+        .addPrimaryKeyConstraint('order_authzs_pk', ['order_id', 'position'])
+        .execute();
+      await s.createIndex('order_authzs_authz').on('order_authzs').column('authz_id').execute();
+      await s
+        .createTable('challenges')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('authz_id', 'text', (c) => c.notNull().references('authzs.id'))
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('token', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('validated', 'bigint')
+        .addColumn('error', 'text')
+        .addColumn('validation_records', 'text')
+        .addColumn('requested_at', 'bigint')
+        .addColumn('position', 'integer', (c) => c.notNull())
+        .execute();
+      await s.createIndex('challenges_authz').on('challenges').column('authz_id').execute();
+      await s.createIndex('challenges_status').on('challenges').columns(['status', 'requested_at']).execute();
+      await s
+        .createTable('certificates')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('serial', 'text', (c) => c.notNull().unique())
+        .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id'))
+        .addColumn('order_id', 'text', (c) => c.notNull().unique().references('orders.id'))
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('identifiers', 'text', (c) => c.notNull())
+        .addColumn('not_before', 'bigint', (c) => c.notNull())
+        .addColumn('not_after', 'bigint', (c) => c.notNull())
+        .addColumn('plan', 'text', (c) => c.notNull())
+        .addColumn('der', 'blob')
+        .addColumn('chain_pem', 'text')
+        .addColumn('issued_at', 'bigint')
+        .addColumn('revoked_at', 'bigint')
+        .addColumn('revocation_reason', 'integer')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await s.createIndex('certificates_status').on('certificates').columns(['status', 'created_at']).execute();
+      await s
+        .createTable('nonces')
+        .addColumn('value', 'text', (c) => c.primaryKey())
+        .addColumn('expires', 'bigint', (c) => c.notNull())
+        .execute();
+      await s.createIndex('nonces_expires').on('nonces').column('expires').execute();
+      await s
+        .createTable('eab_keys')
+        .addColumn('kid', 'text', (c) => c.primaryKey())
+        .addColumn('hmac_key', 'text', (c) => c.notNull())
+        .addColumn('max_uses', 'integer', (c) => c.notNull())
+        .addColumn('uses', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint')
+        .addColumn('comment', 'text')
+        .execute();
+      await s
+        .createTable('eab_uses')
+        .addColumn('kid', 'text', (c) => c.notNull().references('eab_keys.kid'))
+        .addColumn('account_id', 'text', (c) => c.notNull())
+        .addColumn('used_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await s.createIndex('eab_uses_kid').on('eab_uses').column('kid').execute();
+    },
+  },
+];
+
+export class SchemaTooNewError extends Error {
+  readonly code = 'SCHEMA_TOO_NEW';
+}
+
+/** Applies every migration newer than the database's version. Returns the versions applied. */
+export async function migrate(db: Kysely<Database>, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  await db.schema
+    .createTable('schema_migrations')
+    .ifNotExists()
+    .addColumn('version', 'integer', (c) => c.primaryKey())
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('applied_at', 'bigint', (c) => c.notNull())
+    .execute();
+  const row = await db.selectFrom('schema_migrations').select(sql<number>`max(version)`.as('v')).executeTakeFirst();
+  const current = Number(row?.v ?? 0);
+  const known = Math.max(0, ...migrations.map((m) => m.version));
+  if (current > known) {
+    throw new SchemaTooNewError(`the database schema is version ${current}, newer than this Anvil knows (${known}); upgrade Anvil`);
+  }
+  const applied: number[] = [];
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (m.version <= current) continue;
+    await db.transaction().execute(async (tx) => {
+      await m.up(tx);
+      await tx.insertInto('schema_migrations').values({ version: m.version, name: m.name, applied_at: Date.now() }).execute();
+    });
+    applied.push(m.version);
+  }
+  return applied;
+}

@@ -1,0 +1,116 @@
+/**
+ * Table types for kysely. Portable to PostgreSQL: text ids, integer epoch milliseconds (bigint in
+ * PostgreSQL), JSON as text, blobs as blob/bytea.
+ */
+export interface AccountsTable {
+  id: string;
+  status: string;
+  jwk: string;
+  thumbprint: string;
+  contact: string;
+  tos_agreed: number;
+  eab_kid: string | null;
+  created_at: number;
+}
+
+export interface OrdersTable {
+  id: string;
+  account_id: string;
+  status: string;
+  expires: number;
+  identifiers: string;
+  not_before: number | null;
+  not_after: number | null;
+  error: string | null;
+  certificate_id: string | null;
+  created_at: number;
+}
+
+export interface OrderAuthzsTable {
+  order_id: string;
+  authz_id: string;
+  position: number;
+}
+
+export interface AuthzsTable {
+  id: string;
+  account_id: string;
+  identifier_type: string;
+  identifier_value: string;
+  wildcard: number;
+  status: string;
+  expires: number;
+  created_at: number;
+  validated_at: number | null;
+}
+
+export interface ChallengesTable {
+  id: string;
+  authz_id: string;
+  type: string;
+  token: string;
+  status: string;
+  validated: number | null;
+  error: string | null;
+  validation_records: string | null;
+  requested_at: number | null;
+  position: number;
+}
+
+export interface CertificatesTable {
+  id: string;
+  serial: string;
+  account_id: string;
+  order_id: string;
+  status: string;
+  identifiers: string;
+  not_before: number;
+  not_after: number;
+  plan: string;
+  der: Buffer | null;
+  chain_pem: string | null;
+  issued_at: number | null;
+  revoked_at: number | null;
+  revocation_reason: number | null;
+  created_at: number;
+}
+
+export interface NoncesTable {
+  value: string;
+  expires: number;
+}
+
+export interface EabKeysTable {
+  kid: string;
+  hmac_key: string;
+  max_uses: number;
+  uses: number;
+  created_at: number;
+  expires_at: number | null;
+  comment: string | null;
+}
+
+export interface EabUsesTable {
+  kid: string;
+  account_id: string;
+  used_at: number;
+}
+
+export interface SchemaMigrationsTable {
+  version: number;
+  name: string;
+  applied_at: number;
+}
+
+export interface Database {
+  accounts: AccountsTable;
+  orders: OrdersTable;
+  order_authzs: OrderAuthzsTable;
+  authzs: AuthzsTable;
+  challenges: ChallengesTable;
+  certificates: CertificatesTable;
+  nonces: NoncesTable;
+  eab_keys: EabKeysTable;
+  eab_uses: EabUsesTable;
+  schema_migrations: SchemaMigrationsTable;
+}

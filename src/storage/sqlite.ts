@@ -1,0 +1,35 @@
+/**
+ * The embedded default store: SQLite through better-sqlite3 (pinned to 12.x; 13.x crashes on
+ * Node 20). WAL, synchronous=FULL (a signed certificate is on disk before the client hears of it),
+ * foreign keys, a busy timeout so that `anvil eab create` can write while the server runs.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import { KyselyStore } from './kysely-store.js';
+import { migrate } from './migrations.js';
+import type { Database as Schema } from './schema.js';
+import type { Store } from './store.js';
+
+export async function openSqliteStore(file: string): Promise<Store> {
+  if (file !== ':memory:') await mkdir(path.dirname(path.resolve(file)), { recursive: true, mode: 0o700 });
+  const sqlite = new Database(file);
+  try {
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma('busy_timeout = 5000');
+  } catch (e) {
+    sqlite.close();
+    throw e;
+  }
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  try {
+    await migrate(db);
+  } catch (e) {
+    await db.destroy();
+    throw e;
+  }
+  return new KyselyStore(db);
+}
