@@ -5,8 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import 'reflect-metadata';
-import { X509Certificate } from '@peculiar/x509';
+import { X509Certificate } from '../lib/x509.js';
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { createLogger, type Logger } from '../lib/logger.js';

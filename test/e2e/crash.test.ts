@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { X509Certificate } from '@peculiar/x509';
+import { X509Certificate } from '../../src/lib/x509.js';
 import { makeCsr, waitFor } from '../helpers/flow.js';
 import { RawAcme } from '../helpers/raw-acme.js';
 

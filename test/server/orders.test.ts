@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { createPrivateKey } from 'node:crypto';
-import { X509Certificate } from '@peculiar/x509';
+import { X509Certificate } from '../../src/lib/x509.js';
 import { finalize, issue, makeCsr, readyOrder, waitFor } from '../helpers/flow.js';
 import { startTestServer, type TestServer } from '../helpers/in-process.js';
 import { newKey, RawAcme, type Response, type TestKey } from '../helpers/raw-acme.js';

@@ -3,7 +3,7 @@
  * records, problem documents. Everything below it is plain functions and objects.
  */
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { JWK } from 'jose';
 import type { Logger } from '../../lib/logger.js';
 import {
@@ -75,7 +75,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 
   const app = Fastify({
     loggerInstance: opts.logger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.maxBodyBytes,
     trustProxy: opts.trustProxy ?? false,
     genReqId: () => randomUUID(),
@@ -150,7 +150,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     if (p.retryAfter !== undefined) reply.header('Retry-After', String(p.retryAfter));
     for (const [k, v] of Object.entries(p.headers ?? {})) reply.header(k, v);
     if (p.status === 405) reply.header('Allow', 'POST');
-    reply.code(p.status).type('application/problem+json').send(JSON.stringify(p.toJSON()));
+    reply.code(p.status).header('Content-Type', 'application/problem+json').send(Buffer.from(JSON.stringify(p.toJSON())));
     return reply;
   });
 
@@ -191,7 +191,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       throw new AcmeProblem('badNonce', 'the nonce is unknown, expired or already used; use the new Replay-Nonce');
     }
     // RFC 8555 §6.4: "url" must be the URL the request was sent to.
-    const expected = url(req.url.split('?')[0]!);
+    const expected = url(req.url);
     if (h.url !== expected) {
       throw new AcmeProblem('unauthorized', `the JWS "url" (${String(h.url)}) is not the request URL (${expected})`, { status: 401 });
     }

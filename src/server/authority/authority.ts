@@ -4,7 +4,7 @@
  * It knows nothing of HTTP: the API layer turns records into JSON and URLs.
  */
 import type { JWK } from 'jose';
-import { X509Certificate } from '@peculiar/x509';
+import { X509Certificate } from '../../lib/x509.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
 import { randomId, type Random } from '../../lib/random.js';

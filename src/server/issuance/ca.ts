@@ -2,11 +2,10 @@
  * The certificate authority proper (Boulder's CA): CA creation, CSR checks, the leaf profile and
  * signing. It knows nothing of accounts or HTTP.
  */
-import 'reflect-metadata';
 import { createHash, createPublicKey, webcrypto } from 'node:crypto';
 import { access, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import * as x509 from '@peculiar/x509';
+import * as x509 from '../../lib/x509.js';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
 import { cryptoRandom, type Random } from '../../lib/random.js';
@@ -15,8 +14,6 @@ import { AcmeProblem } from '../../protocol/problems.js';
 import type { Identifier } from '../../protocol/types.js';
 import { exportPrivateKeyPem, generateKeyPair, importPrivateKeyPem, keyParams } from './keys.js';
 import type { CaInitOptions, CsrInfo, IssuancePlan, IssuedCertificate, KeyAlgorithm } from './types.js';
-
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
 const DAY = 86_400_000;
 const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
@@ -339,7 +336,7 @@ export class CertificateAuthority {
       this.#aki,
       // RFC 5280 §4.2.1.6: with an empty subject the SAN extension is critical.
       new x509.SubjectAlternativeNameExtension(
-        plan.identifiers.map((i) => ({ type: i.type === 'ip' ? 'ip' : 'dns', value: i.value })),
+        plan.identifiers.map((i): x509.JsonGeneralName => ({ type: i.type === 'ip' ? 'ip' : 'dns', value: i.value })),
         !plan.commonName,
       ),
     ];
