@@ -11,7 +11,8 @@ export const REDACT_PATHS = [
 export function createLogger(opts: { level?: string; destination?: DestinationStream } = {}): Logger {
   return pino(
     { level: opts.level ?? 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' }, base: undefined },
-    opts.destination,
+    // Logs go to stderr, so that stdout carries only what a command prints for its user.
+    opts.destination ?? pino.destination(2),
   );
 }
 

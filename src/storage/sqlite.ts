@@ -3,7 +3,7 @@
  * Node 20). WAL, synchronous=FULL (a signed certificate is on disk before the client hears of it),
  * foreign keys, a busy timeout so that `anvil eab create` can write while the server runs.
  */
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
@@ -16,6 +16,8 @@ export async function openSqliteStore(file: string): Promise<Store> {
   if (file !== ':memory:') await mkdir(path.dirname(path.resolve(file)), { recursive: true, mode: 0o700 });
   const sqlite = new Database(file);
   try {
+    // The database holds EAB HMAC keys: owner only. WAL and SHM files inherit this mode.
+    if (file !== ':memory:') await chmod(file, 0o600);
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('foreign_keys = ON');
