@@ -57,7 +57,7 @@ async function launch(configFile: string, log: { text: string }): Promise<{ proc
 }
 
 /** `config` is merged over a test default: loopback, port 0, loopback validation allowed. */
-export async function startAnvil(config: Record<string, unknown> = {}): Promise<AnvilProcess> {
+export async function startAnvil(config: Record<string, unknown> = {}): Promise<StartedAnvil> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-e2e-'));
   const dataDir = path.join(dir, 'data');
   const configFile = path.join(dir, 'anvil.json');

@@ -4,7 +4,6 @@
  * It knows nothing of HTTP: the API layer turns records into JSON and URLs.
  */
 import type { JWK } from 'jose';
-import { X509Certificate } from '../../lib/x509.js';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
 import { randomId, type Random } from '../../lib/random.js';
@@ -36,6 +35,8 @@ export interface Issuer {
   checkCsr(csrDer: Buffer, opts: { accountKeySpki?: Buffer }): Promise<CsrInfo>;
   plan(input: { identifiers: Identifier[]; spki: Buffer; clientAuth: boolean; lifetimeMs: number }): IssuancePlan;
   sign(plan: IssuancePlan): Promise<IssuedCertificate>;
+  /** Serial (canonical hex) and SubjectPublicKeyInfo of a DER certificate; null if it does not parse. */
+  inspect(der: Buffer): { serial: string; spki: Buffer } | null;
 }
 
 export interface AuthorityConfig {
@@ -703,15 +704,9 @@ export class Authority {
       throw new AcmeProblem('badRevocationReason', `revocation reason ${JSON.stringify(reason)} is not allowed (use one of ${REVOCATION_REASONS.join(', ')})`);
     }
     const der = Buffer.from(payload.certificate, 'base64url');
-    let serial: string;
-    let spki: Buffer;
-    try {
-      const x = new X509Certificate(der);
-      serial = x.serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
-      spki = Buffer.from(x.publicKey.rawData);
-    } catch {
-      throw new AcmeProblem('malformed', 'the certificate to revoke does not parse as DER X.509');
-    }
+    const parsed = this.#issuer.inspect(der);
+    if (!parsed) throw new AcmeProblem('malformed', 'the certificate to revoke does not parse as DER X.509');
+    const { serial, spki } = parsed;
     const cert = await this.#store.getCertificateBySerial(serial);
     // Unknown certificates and certificates of other CAs: do not reveal more than "not ours".
     if (!cert || cert.status !== 'issued' || !cert.der || !cert.der.equals(der)) {

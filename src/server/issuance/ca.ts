@@ -45,11 +45,20 @@ export interface CaDescription {
   intermediate: CertDescription;
 }
 
-/** A serial: 16 random bytes, high bit cleared and non-zero first byte (positive, fixed DER length). */
+/**
+ * A serial: 16 random bytes (over 126 random bits) with the first byte in 0x10..0x7f, so the number
+ * is positive, its DER has a fixed length, and its hex form has no leading zero (the stored form is
+ * also the canonical form that `serialHex` gives for a parsed certificate).
+ */
 export function newSerial(random: Random = cryptoRandom): string {
   const b = random.bytes(16);
-  b[0] = (b[0]! & 0x7f) | 0x01;
+  b[0] = 0x10 + (b[0]! % 0x70);
   return b.toString('hex');
+}
+
+/** Canonical hex of a serial as printed by a parser: lower case, no leading zeros. */
+export function serialHex(serial: string): string {
+  return serial.toLowerCase().replace(/^0+(?=.)/, '');
 }
 
 function caName(cn: string, organization?: string): string {
@@ -355,6 +364,15 @@ export class CertificateAuthority {
       extensions,
     });
     return { der: Buffer.from(cert.rawData), chainPem: `${cert.toString('pem')}\n${this.intermediatePem}` };
+  }
+
+  inspect(der: Buffer): { serial: string; spki: Buffer } | null {
+    try {
+      const x = new x509.X509Certificate(der);
+      return { serial: serialHex(x.serialNumber), spki: Buffer.from(x.publicKey.rawData) };
+    } catch {
+      return null;
+    }
   }
 
   /** A TLS server certificate for the CA's own HTTPS listener, with a fresh P-256 key. */
