@@ -1,0 +1,284 @@
+/**
+ * The Store contract (src/storage/store.ts), as one suite that every implementation must pass.
+ * SQLite runs it today; the PostgreSQL store will run the same function.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { AccountRecord, AuthzRecord, CertificateRecord, EabKeyRecord, OrderRecord, Store } from '../../src/storage/store.js';
+
+let seq = 0;
+const id = (p: string) => `${p}-${++seq}-${Math.random().toString(36).slice(2, 8)}`;
+const T0 = Date.UTC(2026, 5, 1);
+const at = (ms: number) => new Date(T0 + ms);
+
+export function account(o: Partial<AccountRecord> = {}): AccountRecord {
+  return {
+    id: id('acct'),
+    status: 'valid',
+    jwk: { kty: 'EC', crv: 'P-256', x: 'x', y: 'y' },
+    thumbprint: id('tp'),
+    contact: ['mailto:a@example.com'],
+    termsOfServiceAgreed: true,
+    eabKid: null,
+    createdAt: at(0),
+    ...o,
+  };
+}
+
+export function authz(accountId: string, o: Partial<AuthzRecord> = {}): AuthzRecord {
+  const aid = o.id ?? id('authz');
+  return {
+    id: aid,
+    accountId,
+    identifier: { type: 'dns', value: 'a.example.com' },
+    wildcard: false,
+    status: 'pending',
+    expires: at(7 * 86400e3),
+    createdAt: at(0),
+    validatedAt: null,
+    challenges: [
+      { id: id('ch'), authzId: aid, type: 'http-01', token: id('tok'), status: 'pending', validated: null, error: null, validationRecords: null, requestedAt: null },
+      { id: id('ch'), authzId: aid, type: 'dns-01', token: id('tok'), status: 'pending', validated: null, error: null, validationRecords: null, requestedAt: null },
+    ],
+    ...o,
+  };
+}
+
+export function order(accountId: string, authzIds: string[], o: Partial<OrderRecord> = {}): OrderRecord {
+  return {
+    id: id('order'),
+    accountId,
+    status: 'pending',
+    expires: at(7 * 86400e3),
+    identifiers: [{ type: 'dns', value: 'a.example.com' }],
+    notBefore: null,
+    notAfter: null,
+    error: null,
+    authzIds,
+    certificateId: null,
+    createdAt: at(0),
+    ...o,
+  };
+}
+
+function certificate(accountId: string, orderId: string, o: Partial<CertificateRecord> = {}): CertificateRecord {
+  return {
+    id: id('cert'),
+    serial: id('serial'),
+    accountId,
+    orderId,
+    status: 'pending',
+    identifiers: [{ type: 'dns', value: 'a.example.com' }],
+    notBefore: at(0),
+    notAfter: at(90 * 86400e3),
+    plan: { serial: 'x', spki: 'AAAA' },
+    der: null,
+    chainPem: null,
+    issuedAt: null,
+    revokedAt: null,
+    revocationReason: null,
+    createdAt: at(0),
+    ...o,
+  };
+}
+
+function eabKey(o: Partial<EabKeyRecord> = {}): EabKeyRecord {
+  return { kid: id('kid'), hmacKey: 'c2VjcmV0', maxUses: 1, uses: 0, accountIds: [], createdAt: at(0), expiresAt: null, comment: null, ...o };
+}
+
+export function runStoreContract(name: string, open: () => Promise<Store>): void {
+  describe(`Store contract: ${name}`, () => {
+    let s: Store;
+    before(async () => {
+      s = await open();
+    });
+    after(async () => s.close());
+
+    test('not found is null, never an exception', async () => {
+      assert.equal(await s.getAccount('nope'), null);
+      assert.equal(await s.getAccountByThumbprint('nope'), null);
+      assert.equal(await s.getOrder('nope'), null);
+      assert.equal(await s.getAuthz('nope'), null);
+      assert.equal(await s.getChallenge('nope'), null);
+      assert.equal(await s.getCertificate('nope'), null);
+      assert.equal(await s.getCertificateBySerial('nope'), null);
+      assert.equal(await s.getEabKey('nope'), null);
+    });
+
+    test('records round-trip: JSON, dates and buffers', async () => {
+      const a = account({ contact: ['mailto:x@example.com', 'mailto:y@example.com'] });
+      await s.createAccount(a);
+      assert.deepEqual(await s.getAccount(a.id), a);
+      assert.deepEqual(await s.getAccountByThumbprint(a.thumbprint), a);
+      const z = authz(a.id, { identifier: { type: 'ip', value: '2001:db8::1' } });
+      await s.createAuthz(z);
+      assert.deepEqual(await s.getAuthz(z.id), z);
+      assert.deepEqual(await s.getChallenge(z.challenges[1]!.id), z.challenges[1]);
+      const o = order(a.id, [z.id], { error: { type: 'urn:ietf:params:acme:error:dns', detail: 'x', status: 400 } });
+      await s.createOrder(o);
+      assert.deepEqual(await s.getOrder(o.id), o);
+      const c = certificate(a.id, o.id, { status: 'issued', der: Buffer.from([0, 1, 2, 255]), chainPem: 'PEM', issuedAt: at(5) });
+      await s.createCertificate(c);
+      assert.deepEqual(await s.getCertificate(c.id), c);
+      assert.deepEqual(await s.getCertificateBySerial(c.serial), c);
+    });
+
+    test('compare-and-set: the loser gets false and changes nothing', async () => {
+      const a = account();
+      await s.createAccount(a);
+      const o = order(a.id, []);
+      await s.createOrder(o);
+      assert.equal(await s.updateOrder(o.id, { status: 'processing' }, ['ready']), false);
+      assert.equal((await s.getOrder(o.id))!.status, 'pending');
+      assert.equal(await s.updateOrder(o.id, { status: 'ready' }, ['pending']), true);
+      const results = await Promise.all(Array.from({ length: 5 }, () => s.updateOrder(o.id, { status: 'processing' }, ['ready'])));
+      assert.equal(results.filter(Boolean).length, 1);
+      assert.equal(await s.updateAccount(a.id, { status: 'deactivated' }, ['revoked']), false);
+      assert.equal((await s.getAccount(a.id))!.status, 'valid');
+      const z = authz(a.id);
+      await s.createAuthz(z);
+      assert.equal(await s.updateAuthz(z.id, { status: 'valid', validatedAt: at(10), expires: at(30 * 86400e3) }, ['pending']), true);
+      assert.equal(await s.updateAuthz(z.id, { status: 'invalid' }, ['pending']), false);
+      const back = await s.getAuthz(z.id);
+      assert.equal(back!.status, 'valid');
+      assert.deepEqual(back!.validatedAt, at(10));
+      const ch = z.challenges[0]!;
+      assert.equal(await s.updateChallenge(ch.id, { status: 'processing', requestedAt: at(1) }, ['pending']), true);
+      assert.equal(await s.updateChallenge(ch.id, { status: 'processing' }, ['pending']), false);
+    });
+
+    test('of ten concurrent consumptions of one nonce, exactly one wins; expired nonces never do', async () => {
+      await s.insertNonce('n-race', at(1000));
+      const r = await Promise.all(Array.from({ length: 10 }, () => s.consumeNonce('n-race', at(0))));
+      assert.equal(r.filter(Boolean).length, 1);
+      await s.insertNonce('n-old', at(1000));
+      assert.equal(await s.consumeNonce('n-old', at(1000)), false);
+      assert.equal(await s.consumeNonce('never-issued', at(0)), false);
+      await s.insertNonce('n-purge', at(5));
+      assert.ok((await s.purgeExpired(at(2000))) >= 2);
+      assert.equal(await s.consumeNonce('n-purge', at(0)), false);
+    });
+
+    test('a certificate serial and an order certificate are unique', async () => {
+      const a = account();
+      await s.createAccount(a);
+      const o1 = order(a.id, []);
+      const o2 = order(a.id, []);
+      await s.createOrder(o1);
+      await s.createOrder(o2);
+      const c = certificate(a.id, o1.id);
+      await s.createCertificate(c);
+      await assert.rejects(s.createCertificate(certificate(a.id, o2.id, { serial: c.serial })));
+      await assert.rejects(s.createCertificate(certificate(a.id, o1.id)));
+    });
+
+    test('a transaction that throws leaves nothing behind; one that returns is visible after', async () => {
+      const a = account();
+      await assert.rejects(
+        s.transaction(async (tx) => {
+          await tx.createAccount(a);
+          assert.ok(await tx.getAccount(a.id), 'visible inside the transaction');
+          throw new Error('boom');
+        }),
+        /boom/,
+      );
+      assert.equal(await s.getAccount(a.id), null);
+      const b = account();
+      const v = await s.transaction(async (tx) => {
+        await tx.createAccount(b);
+        return 42;
+      });
+      assert.equal(v, 42);
+      assert.ok(await s.getAccount(b.id));
+    });
+
+    test("an account's orders are listed oldest first, page by page", async () => {
+      const a = account();
+      await s.createAccount(a);
+      const ids: string[] = [];
+      for (let i = 0; i < 7; i++) {
+        const o = order(a.id, [], { createdAt: at(i % 3) }); // equal timestamps must not break paging
+        await s.createOrder(o);
+        ids.push(o.id);
+      }
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const p = await s.listOrders(a.id, cursor, 3);
+        seen.push(...p.items);
+        cursor = p.next;
+        pages++;
+      } while (cursor && pages < 10);
+      assert.equal(pages, 3);
+      assert.deepEqual([...seen].sort(), [...ids].sort());
+      assert.equal(new Set(seen).size, 7);
+      assert.deepEqual((await s.listOrders(a.id, 'garbage', 3)).items, []);
+      assert.equal(await s.countOpenOrders(a.id, at(0)), 7);
+      assert.equal(await s.countOpenOrders(a.id, at(8 * 86400e3)), 0, 'expired orders do not count');
+    });
+
+    test('reusable authorizations: same account, identifier and wildcard flag, valid, recent, not expiring; newest first', async () => {
+      const a = account();
+      const other = account();
+      await s.createAccount(a);
+      await s.createAccount(other);
+      const mk = async (o: Partial<AuthzRecord>, acct = a.id) => {
+        const z = authz(acct, { identifier: { type: 'dns', value: 'reuse.example.com' }, status: 'valid', ...o });
+        await s.createAuthz(z);
+        return z;
+      };
+      const old = await mk({ validatedAt: at(100), expires: at(50 * 86400e3) });
+      const newest = await mk({ validatedAt: at(200), expires: at(50 * 86400e3) });
+      await mk({ validatedAt: at(300), expires: at(50 * 86400e3), wildcard: true });
+      await mk({ validatedAt: at(400), expires: at(50 * 86400e3) }, other.id);
+      await mk({ validatedAt: at(500), expires: at(50 * 86400e3), status: 'deactivated' });
+      await mk({ validatedAt: at(600), expires: at(1000) });
+      assert.equal((await s.findReusableAuthz(a.id, { type: 'dns', value: 'reuse.example.com' }, false, at(0), at(2000)))?.id, newest.id);
+      assert.equal((await s.findReusableAuthz(a.id, { type: 'dns', value: 'reuse.example.com' }, false, at(150), at(2000)))?.id, newest.id);
+      assert.equal(await s.findReusableAuthz(a.id, { type: 'dns', value: 'reuse.example.com' }, false, at(250), at(2000)), null);
+      assert.equal(await s.findReusableAuthz(a.id, { type: 'dns', value: 'other.example.com' }, false, at(0), at(0)), null);
+      void old;
+      assert.equal(await s.hasValidAuthz(a.id, { type: 'dns', value: 'reuse.example.com' }, at(0)), true);
+      assert.equal(await s.hasValidAuthz(a.id, { type: 'dns', value: 'reuse.example.com' }, at(60 * 86400e3)), false);
+    });
+
+    test('orders of an authorization, processing challenges and pending certificates are found', async () => {
+      const a = account();
+      await s.createAccount(a);
+      const z = authz(a.id);
+      await s.createAuthz(z);
+      const o1 = order(a.id, [z.id]);
+      const o2 = order(a.id, [z.id]);
+      await s.createOrder(o1);
+      await s.createOrder(o2);
+      assert.deepEqual((await s.ordersForAuthz(z.id)).map((o) => o.id).sort(), [o1.id, o2.id].sort());
+      await s.updateChallenge(z.challenges[1]!.id, { status: 'processing', requestedAt: at(5) }, ['pending']);
+      assert.ok((await s.listProcessingChallenges(100)).some((c) => c.id === z.challenges[1]!.id));
+      const c = certificate(a.id, o1.id);
+      await s.createCertificate(c);
+      assert.ok((await s.listPendingCertificates(100)).some((x) => x.id === c.id));
+      assert.equal(await s.updateCertificate(c.id, { status: 'issued', der: Buffer.from('x'), chainPem: 'p', issuedAt: at(9) }, ['pending']), true);
+      assert.ok(!(await s.listPendingCertificates(100)).some((x) => x.id === c.id));
+      assert.ok((await s.countCertificates()) >= 1);
+    });
+
+    test('EAB keys bind at most maxUses accounts, never after expiry, even concurrently', async () => {
+      const k = eabKey();
+      await s.createEabKey(k);
+      assert.equal(await s.useEabKey(k.kid, 'acct-a'), true);
+      assert.equal(await s.useEabKey(k.kid, 'acct-b'), false);
+      const k3 = eabKey({ maxUses: 3 });
+      await s.createEabKey(k3);
+      const r = await Promise.all(Array.from({ length: 10 }, (_, i) => s.useEabKey(k3.kid, `acct-${i}`)));
+      assert.equal(r.filter(Boolean).length, 3);
+      const got = await s.getEabKey(k3.kid);
+      assert.equal(got!.uses, 3);
+      assert.equal(got!.accountIds.length, 3);
+      const expired = eabKey({ expiresAt: new Date(Date.now() - 1000) });
+      await s.createEabKey(expired);
+      assert.equal(await s.useEabKey(expired.kid, 'acct-x'), false);
+      assert.ok((await s.listEabKeys()).some((x) => x.kid === k.kid));
+    });
+  });
+}
