@@ -136,9 +136,11 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   await app.listen({ host: config.listen.host, port });
   const recovered = await authority.recover();
 
-  // Expired nonces are removed in the background; a nonce is checked for expiry anyway.
+  // Background upkeep: expired nonces go (a nonce is checked for expiry anyway), and issuances or
+  // validations that stalled (a signing error, a replica that died) are picked up again.
   const purge = setInterval(() => {
     store.purgeExpired(clock.now()).catch((e: unknown) => log.warn({ err: e }, 'purging expired nonces failed'));
+    authority.recover({ olderThanMs: 120_000 }).catch((e: unknown) => log.warn({ err: e }, 'recovery sweep failed'));
   }, 60_000);
   purge.unref();
 

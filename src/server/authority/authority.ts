@@ -739,13 +739,23 @@ export class Authority {
    * Finishes what a crash interrupted: signs certificates that were recorded but not stored (the
    * plan is the same, so the certificate is the one the client asked for), and resumes validations.
    */
-  async recover(): Promise<{ certificates: number; validations: number }> {
+  async recover(opts: { olderThanMs?: number } = {}): Promise<{ certificates: number; validations: number }> {
+    // At start-up everything pending is stale; the periodic sweep only takes what another request
+    // (here or on another replica) is not still working on.
+    const cutoff = this.#now().getTime() - (opts.olderThanMs ?? 0);
     let certificates = 0;
     for (const c of await this.#store.listPendingCertificates(10_000)) {
-      await this.#signAndStore(c.id, c.orderId, planFromJson(c.plan as StoredPlan));
-      certificates++;
+      if (c.createdAt.getTime() > cutoff) continue;
+      try {
+        await this.#signAndStore(c.id, c.orderId, planFromJson(c.plan as StoredPlan));
+        certificates++;
+      } catch (e) {
+        this.#log.error({ err: e, serial: c.serial, order: c.orderId }, 'finishing a recorded issuance failed; will retry');
+      }
     }
-    const pending = await this.#store.listProcessingChallenges(10_000);
+    const pending = (await this.#store.listProcessingChallenges(10_000)).filter(
+      (ch) => (ch.requestedAt?.getTime() ?? 0) <= cutoff && !this.#running.has(ch.id),
+    );
     for (const ch of pending) this.#enqueue(ch.id);
     if (certificates || pending.length) {
       this.#log.warn({ certificates, validations: pending.length }, 'recovered work interrupted by a previous stop');
