@@ -4,59 +4,18 @@
  * repeats, and that work interrupted by the kill is finished after the restart.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { X509Certificate } from '../../src/lib/x509.js';
+import { startAnvil, type StartedAnvil } from '../helpers/anvil-process.js';
 import { makeCsr, waitFor } from '../helpers/flow.js';
 import { RawAcme } from '../helpers/raw-acme.js';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-let dataDir: string;
 let challengeServer: http.Server;
 const keyAuths = new Map<string, string>();
 
-async function startAnvil(configFile: string): Promise<{ proc: ChildProcess; directoryUrl: string }> {
-  const proc = spawn(process.execPath, [path.join(repo, 'bin/anvil.js'), 'server', '--config', configFile], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  proc.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-    if (err.length > 20_000) err = err.slice(-10_000);
-  });
-  const directoryUrl = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`anvil did not start within 30 s:\n${err}`)), 30_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /ACME directory: (\S+)/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`anvil exited with ${code}:\n${err}`));
-    });
-  });
-  return { proc, directoryUrl };
-}
-
-async function exited(p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  await new Promise((r) => p.once('exit', r));
-}
-
 before(async () => {
-  dataDir = await mkdtemp(path.join(os.tmpdir(), 'anvil-crash-'));
   // http-01 responder for every token the clients hold (the server validates 127.0.0.1 for real).
   challengeServer = http.createServer((req, res) => {
     const token = (req.url ?? '').split('/').pop() ?? '';
@@ -67,25 +26,18 @@ before(async () => {
 });
 
 after(async () => {
+  challengeServer.closeAllConnections();
   challengeServer.close();
-  await rm(dataDir, { recursive: true, force: true });
 });
 
 test('kill -9 during finalizes loses no certificate and repeats no serial', { timeout: 120_000 }, async () => {
   const port = (challengeServer.address() as { port: number }).port;
-  const configFile = path.join(dataDir, 'anvil.json');
-  await writeFile(
-    configFile,
-    JSON.stringify({
-      dataDir: path.join(dataDir, 'data'),
-      listen: { host: '127.0.0.1', port: 0 },
-      tls: { enabled: false },
-      log: { level: 'warn' },
-      validation: { httpPort: port, addressPolicy: { allowLoopback: true } },
-    }),
-  );
-
-  let { proc, directoryUrl } = await startAnvil(configFile);
+  const anvil: StartedAnvil = await startAnvil({
+    tls: { enabled: false },
+    log: { level: 'warn' },
+    validation: { httpPort: port, addressPolicy: { allowLoopback: true } },
+  });
+  let directoryUrl = anvil.directoryUrl;
   const received: string[] = [];
   let killed = false;
   const clients = 4;
@@ -124,19 +76,18 @@ test('kill -9 during finalizes loses no certificate and repeats no serial', { ti
   // Kill once a few certificates went out, while the clients are in the middle of more.
   while (received.length < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   killed = true;
-  proc.kill('SIGKILL');
+  await anvil.kill9();
   await Promise.allSettled(running);
-  await exited(proc);
   assert.ok(received.length >= 6, `clients received ${received.length} certificates before the kill`);
 
   // Restart on the same data: recovery finishes interrupted finalizes.
-  ({ proc, directoryUrl } = await startAnvil(configFile));
+  await anvil.restart();
+  directoryUrl = anvil.directoryUrl;
   const health = await fetch(directoryUrl.replace('/directory', '/health'));
   assert.equal(health.status, 200);
-  proc.kill('SIGTERM');
-  await exited(proc);
+  await anvil.stop();
 
-  const db = new Database(path.join(dataDir, 'data', 'anvil.db'), { readonly: true });
+  const db = new Database(anvil.dbPath, { readonly: true });
   try {
     const rows = db.prepare('SELECT serial, status, der FROM certificates').all() as Array<{ serial: string; status: string; der: Buffer | null }>;
     const serials = rows.map((r) => r.serial);
@@ -154,5 +105,6 @@ test('kill -9 during finalizes loses no certificate and repeats no serial', { ti
     assert.equal(stuck.n, 0, 'no order stuck in processing after restart');
   } finally {
     db.close();
+    await anvil.cleanup();
   }
 });
