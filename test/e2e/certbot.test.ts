@@ -3,7 +3,6 @@
  * hooks that update a real BIND 9 with nsupdate, a wildcard, and revocation.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +11,7 @@ import { startAnvil, REPO, type StartedAnvil } from '../helpers/anvil-process.js
 import { startBind, type Bind } from '../helpers/bind.js';
 import { verifyChain } from '../helpers/openssl.js';
 import { freePort } from '../helpers/ports.js';
+import { runTool, type RunResult } from '../helpers/run.js';
 
 const HOOKS = path.join(REPO, 'test/e2e/hooks');
 
@@ -33,16 +33,9 @@ describe('certbot', { timeout: 240_000 }, () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  function certbot(args: string[]): Promise<{ code: number; out: string }> {
+  function certbot(args: string[]): Promise<RunResult> {
     const base = ['--config-dir', `${dir}/config`, '--work-dir', `${dir}/work`, '--logs-dir', `${dir}/logs`, '--non-interactive', '--server', anvil.directoryUrl];
-    return new Promise((resolve) => {
-      execFile(
-        'certbot',
-        [...args, ...base],
-        { env: { ...process.env, ...anvil.trustEnv, ...bind.env }, timeout: 120_000 },
-        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
-      );
-    });
+    return runTool('certbot', [...args, ...base], { ...anvil.trustEnv, ...bind.env });
   }
 
   async function check(name: string, expected: string[]): Promise<void> {

@@ -1,6 +1,5 @@
 /** The `anvil` program as a user runs it: CA management, EAB keys (used by lego), config errors. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,14 +8,9 @@ import { ANVIL_BIN, startAnvil } from '../helpers/anvil-process.js';
 import { startBind, type Bind } from '../helpers/bind.js';
 import { verifyChain } from '../helpers/openssl.js';
 import { freePort } from '../helpers/ports.js';
+import { runTool } from '../helpers/run.js';
 
-function anvil(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [ANVIL_BIN, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const anvil = (args: string[]) => runTool(process.execPath, [ANVIL_BIN, ...args], {}, 60_000);
 
 describe('anvil CLI', { timeout: 180_000 }, () => {
   let dir: string;
@@ -80,14 +74,12 @@ describe('anvil CLI', { timeout: 180_000 }, () => {
         assert.equal(e.code, 0, e.stderr);
         const { kid, hmacKey } = JSON.parse(e.stdout) as { kid: string; hmacKey: string };
         const lego = (p: string, extra: string[]) =>
-          new Promise<{ code: number; out: string }>((resolve) => {
-            execFile(
-              'lego',
-              ['--server', a.directoryUrl, '--accept-tos', '--email', 'ops@anvil.test', '--path', p, ...extra, '--domains', 'eab.anvil.test', '--http', '--http.port', `127.0.0.1:${httpPort}`, 'run'],
-              { env: { ...process.env, ...a.trustEnv }, timeout: 60_000 },
-              (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: stdout + stderr }),
-            );
-          });
+          runTool(
+            'lego',
+            ['--server', a.directoryUrl, '--accept-tos', '--email', 'ops@anvil.test', '--path', p, ...extra, '--domains', 'eab.anvil.test', '--http', '--http.port', `127.0.0.1:${httpPort}`, 'run'],
+            a.trustEnv,
+            60_000,
+          );
         const none = await lego(path.join(dir, 'lego0'), []);
         assert.notEqual(none.code, 0);
         assert.match(none.out, /External Account Binding|externalAccountRequired/);

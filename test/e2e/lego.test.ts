@@ -3,7 +3,6 @@
  * provider updating a real BIND 9, and revocation.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +11,7 @@ import { startAnvil, REPO, type StartedAnvil } from '../helpers/anvil-process.js
 import { startBind, type Bind } from '../helpers/bind.js';
 import { verifyChain } from '../helpers/openssl.js';
 import { freePort } from '../helpers/ports.js';
+import { runTool, type RunResult } from '../helpers/run.js';
 
 describe('lego', { timeout: 240_000 }, () => {
   let bind: Bind;
@@ -33,13 +33,9 @@ describe('lego', { timeout: 240_000 }, () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  function lego(args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string }> {
+  function lego(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
     const base = ['--server', anvil.directoryUrl, '--accept-tos', '--email', 'ops@anvil.test', '--path', dir];
-    return new Promise((resolve) => {
-      execFile('lego', [...base, ...args], { env: { ...process.env, ...anvil.trustEnv, ...env }, timeout: 120_000 }, (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
-      );
-    });
+    return runTool('lego', [...base, ...args], { ...anvil.trustEnv, ...env });
   }
 
   async function check(name: string, expected: string[]): Promise<void> {

@@ -3,7 +3,6 @@
  * `anvil server`, with a real BIND 9 for names and dns-01.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import os from 'node:os';
@@ -15,15 +14,10 @@ import { startAnvil, REPO, type StartedAnvil } from '../helpers/anvil-process.js
 import { startBind, type Bind } from '../helpers/bind.js';
 import { verifyChain } from '../helpers/openssl.js';
 import { freePort } from '../helpers/ports.js';
+import { runTool } from '../helpers/run.js';
 import { startWebroot, type Webroot } from '../helpers/webroot.js';
 
-function exec(cmd: string, args: string[], env: Record<string, string>, cwd?: string): Promise<{ code: number; out: string; stdout: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env: { ...process.env, ...env }, timeout: 120_000, ...(cwd ? { cwd } : {}) }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr, stdout }),
-    );
-  });
-}
+const exec = runTool;
 
 describe('more clients', { timeout: 300_000 }, () => {
   let bind: Bind;

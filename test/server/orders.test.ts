@@ -13,16 +13,11 @@ import { createPrivateKey } from 'node:crypto';
 import { X509Certificate } from '../../src/lib/x509.js';
 import { finalize, issue, makeCsr, readyOrder, waitFor } from '../helpers/flow.js';
 import { startTestServer, type TestServer } from '../helpers/in-process.js';
-import { newKey, RawAcme, type Response, type TestKey } from '../helpers/raw-acme.js';
+import { assertProblem, ERR } from '../helpers/problems.js';
+import { newKey, RawAcme, type TestKey } from '../helpers/raw-acme.js';
 import type { JWK } from 'jose';
 
 const run = promisify(execFile);
-const ERR = 'urn:ietf:params:acme:error:';
-
-function assertProblem(r: Response, status: number, type: string): void {
-  assert.equal(r.status, status, `expected ${status} ${type}, got ${r.status} ${r.text}`);
-  assert.equal(r.body?.type, ERR + type, r.text);
-}
 
 const dns = (value: string) => ({ type: 'dns', value });
 

@@ -8,16 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { FlattenedSign, type JWK } from 'jose';
 import { issue } from '../helpers/flow.js';
 import { startTestServer, type TestServer } from '../helpers/in-process.js';
-import { newKey, RawAcme, type Response } from '../helpers/raw-acme.js';
+import { assertProblem, ERR } from '../helpers/problems.js';
+import { newKey, RawAcme } from '../helpers/raw-acme.js';
 
-const ERR = 'urn:ietf:params:acme:error:';
-
-function assertProblem(r: Response, status: number, type: string): void {
-  assert.equal(r.status, status, `expected ${status} ${type}, got ${r.status} ${r.text}`);
-  assert.equal(r.headers.get('content-type'), 'application/problem+json');
-  assert.equal(r.body?.type, ERR + type, r.text);
-  assert.ok(r.headers.get('replay-nonce'), 'every error response carries a fresh nonce');
-}
 
 describe('requests and signatures', () => {
   let ts: TestServer;
