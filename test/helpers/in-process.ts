@@ -6,6 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Clock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { AcmeProblem } from '../../src/protocol/problems.js';
 import { parseServerConfig } from '../../src/server/config.js';
@@ -37,7 +38,7 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startTestServer(extra: Record<string, unknown> = {}): Promise<TestServer> {
+export async function startTestServer(extra: Record<string, unknown> = {}, deps: { clock?: Clock } = {}): Promise<TestServer> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'anvil-test-'));
   const config = parseServerConfig({
     dataDir,
@@ -47,7 +48,7 @@ export async function startTestServer(extra: Record<string, unknown> = {}): Prom
     ...extra,
   });
   const validator = new FakeValidator();
-  const srv = await startServer(config, { logger: silentLogger(), validator });
+  const srv = await startServer(config, { logger: silentLogger(), validator, ...deps });
   return {
     srv,
     validator,
