@@ -99,6 +99,15 @@ export const ServerConfigSchema = z
         totalTimeoutMs: z.number().int().min(100).max(300_000).default(20_000),
         dnsTimeoutMs: z.number().int().min(100).max(60_000).default(5_000),
         maxRedirects: z.number().int().min(0).max(10).default(10),
+        /** CAA checking (RFC 8659/8657) with acme.caaIdentities as this CA's issuer names. */
+        caa: z
+          .object({
+            enabled: z.boolean().default(false),
+            /** At finalize, CAA is checked again for names validated longer ago than this. */
+            recheckAfterHours: z.number().min(0).max(24 * 30).default(8),
+          })
+          .strict()
+          .prefault({}),
         /** Concurrent validations per server process. */
         concurrency: z.number().int().min(1).max(1000).default(32),
         addressPolicy: z
@@ -126,7 +135,12 @@ export const ServerConfigSchema = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.validation.caa.enabled && !c.acme.caaIdentities?.length) {
+      ctx.addIssue({ code: 'custom', path: ['acme', 'caaIdentities'], message: 'validation.caa.enabled needs the CA\'s issuer domain names here' });
+    }
+  });
 
 export type ServerConfig = z.output<typeof ServerConfigSchema>;
 

@@ -12,7 +12,7 @@ import { createLogger, type Logger } from '../lib/logger.js';
 import { cryptoRandom, type Random } from '../lib/random.js';
 import { openStore } from '../storage/index.js';
 import type { Store } from '../storage/store.js';
-import { buildApi } from './api/app.js';
+import { buildApi, paths } from './api/app.js';
 import { Authority } from './authority/authority.js';
 import type { ServerConfig } from './config.js';
 import { caExists, initCa, loadCa } from './issuance/ca.js';
@@ -86,7 +86,13 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     backdateMs: config.issuance.backdateSeconds * 1000,
   });
   const store = await openStore({ type: config.storage.type, path: dbPathOf(config) });
-  const validator = deps.validator ?? createValidator(config.validation, { logger: log });
+  const { caa, ...validationConfig } = config.validation;
+  const validator =
+    deps.validator ??
+    createValidator(
+      { ...validationConfig, ...(caa.enabled ? { caa: { identities: [...(config.acme.caaIdentities ?? [])] } } : {}) },
+      { logger: log },
+    );
   const authority = new Authority({
     store,
     issuer: ca,
@@ -100,7 +106,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       leafLifetimeDays: config.issuance.lifetimeDays,
       clientAuth: config.issuance.clientAuth,
       validationConcurrency: config.validation.concurrency,
+      caaRecheckAfterHours: config.validation.caa.recheckAfterHours,
     },
+    accountUrl: (id) => baseUrl + paths().account(id),
   });
 
   let https: { key: string; cert: string } | undefined;

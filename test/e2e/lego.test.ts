@@ -1,6 +1,6 @@
 /**
  * lego (Debian) against a running `anvil server`: http-01, tls-alpn-01, dns-01 through lego's exec
- * provider updating a real BIND 9, and revocation.
+ * provider updating a real BIND 9, CAA records served by BIND, and revocation.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -24,7 +24,10 @@ describe('lego', { timeout: 240_000 }, () => {
     bind = await startBind();
     httpPort = await freePort();
     tlsPort = await freePort();
-    anvil = await startAnvil({ validation: { resolvers: [bind.addr], httpPort, tlsPort, addressPolicy: { allowLoopback: true } } });
+    anvil = await startAnvil({
+      acme: { caaIdentities: ['anvil.test'] },
+      validation: { resolvers: [bind.addr], httpPort, tlsPort, addressPolicy: { allowLoopback: true }, caa: { enabled: true } },
+    });
     dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-lego-'));
   });
   after(async () => {
@@ -62,6 +65,22 @@ describe('lego', { timeout: 240_000 }, () => {
     );
     assert.equal(r.code, 0, r.out);
     await check('lego-dns.anvil.test', ['lego-dns.anvil.test', '*.lego-dns.anvil.test']);
+  });
+
+  test('CAA records in BIND are honoured: another CA named refuses, this CA named permits', async () => {
+    // A node with a CAA record no longer matches the zone's wildcard: it gets its own A record.
+    await bind.nsupdate([
+      'update add caa-no.anvil.test. 5 CAA 0 issue "other-ca.example"',
+      'update add caa-no.anvil.test. 5 A 127.0.0.1',
+      'update add caa-yes.anvil.test. 5 CAA 0 issue "anvil.test"',
+      'update add caa-yes.anvil.test. 5 A 127.0.0.1',
+    ]);
+    const no = await lego(['--domains', 'caa-no.anvil.test', '--http', '--http.port', `127.0.0.1:${httpPort}`, 'run']);
+    assert.notEqual(no.code, 0);
+    assert.match(no.out, /urn:ietf:params:acme:error:caa/);
+    const yes = await lego(['--domains', 'caa-yes.anvil.test', '--http', '--http.port', `127.0.0.1:${httpPort}`, 'run']);
+    assert.equal(yes.code, 0, yes.out);
+    await check('caa-yes.anvil.test', ['caa-yes.anvil.test']);
   });
 
   test('revokes a certificate', async () => {

@@ -46,6 +46,8 @@ options {
 };
 controls { };
 zone "${zone}" { type primary; file "${dir}/${zone}.zone"; allow-update { key "anvil-test"; }; };
+// The parent zone, so that CAA lookups climbing the tree get answers instead of REFUSED.
+zone "test" { type primary; file "${dir}/test.zone"; };
 `,
   );
   await writeFile(
@@ -57,6 +59,7 @@ zone "${zone}" { type primary; file "${dir}/${zone}.zone"; allow-update { key "a
 * IN A 127.0.0.1
 `,
   );
+  await writeFile(path.join(dir, 'test.zone'), '$TTL 5\n@ IN SOA ns.test. admin.test. 1 60 60 600 5\n@ IN NS ns.test.\nns IN A 127.0.0.1\n');
   const args = ['-g', '-c', path.join(dir, 'named.conf')];
   if (process.getuid?.() === 0) args.push('-u', 'root');
   const proc: ChildProcess = spawn('named', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });

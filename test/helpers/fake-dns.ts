@@ -12,6 +12,7 @@ export class FakeDns {
   readonly a = new Map<string, string[]>();
   readonly aaaa = new Map<string, string[]>();
   readonly txt = new Map<string, string[]>();
+  readonly caa = new Map<string, Array<{ flags: number; tag: string; value: string }>>();
   readonly behaviour = new Map<string, Behaviour>();
   queries = 0;
   #socket = dgram.createSocket('udp4');
@@ -45,10 +46,11 @@ export class FakeDns {
     let rcode: 'NOERROR' | 'NXDOMAIN' | 'SERVFAIL' = 'NOERROR';
     if (b === 'servfail') rcode = 'SERVFAIL';
     else {
-      const known = this.a.has(name) || this.aaaa.has(name) || this.txt.has(name);
+      const known = this.a.has(name) || this.aaaa.has(name) || this.txt.has(name) || this.caa.has(name);
       if (!known) rcode = 'NXDOMAIN';
       if (question.type === 'A') for (const ip of this.a.get(name) ?? []) answers.push({ type: 'A', name, ttl: 5, data: ip });
       if (question.type === 'AAAA') for (const ip of this.aaaa.get(name) ?? []) answers.push({ type: 'AAAA', name, ttl: 5, data: ip });
+      if (question.type === 'CAA') for (const c of this.caa.get(name) ?? []) answers.push({ type: 'CAA', name, ttl: 5, data: c } as dnsPacket.Answer);
       if (question.type === 'TXT') for (const t of this.txt.get(name) ?? []) answers.push({ type: 'TXT', name, ttl: 5, data: t });
     }
     const reply = dnsPacket.encode({

@@ -11,7 +11,7 @@ import { silentLogger } from '../../src/lib/logger.js';
 import { AcmeProblem } from '../../src/protocol/problems.js';
 import { parseServerConfig } from '../../src/server/config.js';
 import { startServer, type RunningServer } from '../../src/server/main.js';
-import type { ValidationRequest, ValidationResult, Validator } from '../../src/server/validation/types.js';
+import type { CaaCheck, ValidationRequest, ValidationResult, Validator } from '../../src/server/validation/types.js';
 
 export class FakeValidator implements Validator {
   /** Identifier values whose validation fails with incorrectResponse. */
@@ -19,6 +19,12 @@ export class FakeValidator implements Validator {
   readonly seen: ValidationRequest[] = [];
   /** Delay before answering, to observe the processing state. */
   delayMs = 0;
+  /** Names whose CAA check refuses issuance. */
+  readonly caaRefused = new Set<string>();
+
+  async checkCaa(req: CaaCheck): Promise<AcmeProblem | null> {
+    return this.caaRefused.has(req.name) ? new AcmeProblem('caa', `fake: CAA forbids ${req.name}`) : null;
+  }
 
   async validate(req: ValidationRequest): Promise<ValidationResult> {
     this.seen.push(req);

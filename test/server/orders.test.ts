@@ -325,3 +325,33 @@ describe('external account binding', () => {
     assertProblem(r, 403, 'unauthorized');
   });
 });
+
+describe('CAA in the order flow', () => {
+  let ts: TestServer;
+  let acme: RawAcme;
+  before(async () => {
+    ts = await startTestServer({ validation: { caa: { enabled: false, recheckAfterHours: 0 } } });
+    acme = await new RawAcme(ts.directoryUrl).init();
+    await acme.register();
+  });
+  after(async () => ts.stop());
+
+  test('CAA forbidding issuance at validation makes the authorization invalid with a caa error', async () => {
+    ts.validator.caaRefused.add('caa1.example.com');
+    const { order } = await readyOrder(acme, [dns('caa1.example.com')]);
+    assert.equal(order.status, 'invalid');
+    assert.equal(order.error.type, `${ERR}caa`);
+  });
+
+  test('CAA is checked again at finalize for names validated longer ago than the configured age; the order stays ready', async () => {
+    const { url, order } = await readyOrder(acme, [dns('caa2.example.com'), dns('www.caa2.example.com')]);
+    assert.equal(order.status, 'ready');
+    ts.validator.caaRefused.add('www.caa2.example.com');
+    const r = await finalize(acme, order, (await makeCsr(['caa2.example.com', 'www.caa2.example.com'])).der);
+    assertProblem(r, 403, 'caa');
+    assert.deepEqual(r.body.subproblems.map((s: any) => s.identifier.value), ['www.caa2.example.com']);
+    assert.equal((await acme.post(url, { payload: null })).body.status, 'ready');
+    ts.validator.caaRefused.delete('www.caa2.example.com');
+    assert.equal((await finalize(acme, order, (await makeCsr(['caa2.example.com', 'www.caa2.example.com'])).der)).status, 200);
+  });
+});

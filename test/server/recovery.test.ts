@@ -42,6 +42,7 @@ const config: AuthorityConfig = {
   leafLifetimeDays: 90,
   clientAuth: false,
   validationConcurrency: 4,
+  caaRecheckAfterHours: 8,
 };
 
 test('an issuance interrupted between recording and storing is finished at the next start, same serial', async () => {

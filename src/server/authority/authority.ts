@@ -54,6 +54,8 @@ export interface AuthorityConfig {
   leafLifetimeDays: number;
   clientAuth: boolean;
   validationConcurrency: number;
+  /** At finalize, CAA is checked again for names validated longer ago than this. */
+  caaRecheckAfterHours: number;
 }
 
 export interface AuthorityDeps {
@@ -64,6 +66,8 @@ export interface AuthorityDeps {
   random: Random;
   logger: Logger;
   config: AuthorityConfig;
+  /** The URL of an account, for CAA accounturi (RFC 8657). */
+  accountUrl?: (id: string) => string;
 }
 
 const HOUR = 3_600_000;
@@ -123,6 +127,7 @@ export class Authority {
   readonly #random: Random;
   readonly #log: Logger;
   readonly #cfg: AuthorityConfig;
+  readonly #accountUrl: (id: string) => string;
   /** Challenge ids being validated by this process, and the queue waiting for a slot. */
   readonly #running = new Set<string>();
   readonly #queue: string[] = [];
@@ -137,6 +142,7 @@ export class Authority {
     this.#random = deps.random;
     this.#log = deps.logger;
     this.#cfg = deps.config;
+    this.#accountUrl = deps.accountUrl ?? ((id) => id);
   }
 
   get config(): AuthorityConfig {
@@ -569,12 +575,21 @@ export class Authority {
     const account = await this.#store.getAccount(a.accountId);
     if (!account) return;
     const started = Date.now();
-    const result = await this.#validator.validate({
+    let result = await this.#validator.validate({
       type: c.type,
       identifier: a.identifier,
       token: c.token,
       keyAuthorization: keyAuthorization(c.token, account.thumbprint),
     });
+    if (result.ok && a.identifier.type === 'dns' && this.#validator.checkCaa) {
+      const caa = await this.#validator.checkCaa({
+        name: a.identifier.value,
+        wildcard: a.wildcard,
+        accountUri: this.#accountUrl(account.id),
+        method: c.type,
+      });
+      if (caa) result = { ok: false, problem: caa, records: result.records };
+    }
     const now = this.#now();
     await this.#store.transaction(async (tx) => {
       if (result.ok) {
@@ -625,6 +640,7 @@ export class Authority {
       // The order stays ready: the client may send a corrected CSR.
       throw new AcmeProblem('badCSR', `the CSR's names (${got}) must be exactly the order's identifiers (${want})`);
     }
+    await this.#recheckCaa(account, current);
     const plan = this.#issuer.plan({
       identifiers: current.identifiers,
       spki: csr.spki,
@@ -664,6 +680,27 @@ export class Authority {
     this.#log.info({ account: account.id, order: orderId, serial: plan.serial }, 'issuance recorded, signing');
     // Steps 2 and 3: sign, then store the certificate and make the order valid.
     return this.#signAndStore(certId, orderId, plan);
+  }
+
+  /**
+   * CAA is checked at validation; names validated longer ago than caaRecheckAfterHours are checked
+   * again before issuance, so that a CAA record published since then is honoured.
+   */
+  async #recheckCaa(account: AccountRecord, order: OrderRecord): Promise<void> {
+    if (!this.#validator.checkCaa) return;
+    const cutoff = this.#now().getTime() - this.#cfg.caaRecheckAfterHours * HOUR;
+    const problems: AcmeProblem[] = [];
+    for (const id of order.authzIds) {
+      const a = await this.#store.getAuthz(id);
+      if (!a || a.identifier.type !== 'dns') continue;
+      if (a.validatedAt && a.validatedAt.getTime() > cutoff) continue;
+      const method = a.challenges.find((c) => c.status === 'valid')?.type ?? 'http-01';
+      const p = await this.#validator.checkCaa({ name: a.identifier.value, wildcard: a.wildcard, accountUri: this.#accountUrl(account.id), method });
+      if (p) problems.push(new AcmeProblem('caa', p.detail, { identifier: { type: 'dns', value: (a.wildcard ? '*.' : '') + a.identifier.value } }));
+    }
+    if (problems.length) {
+      throw new AcmeProblem('caa', `CAA forbids issuance for ${problems.length} name(s)`, { subproblems: problems });
+    }
   }
 
   #orderNotReady(o: OrderRecord): AcmeProblem {

@@ -5,11 +5,20 @@ import { validateDns01 } from './dns01.js';
 import { validateHttp01 } from './http01.js';
 import { createDnsLookup, type DnsLookup } from './resolver.js';
 import { validateTlsAlpn01 } from './tls-alpn01.js';
-import type { ValidationConfig, ValidationRequest, ValidationResult, Validator } from './types.js';
+import { checkCaa } from './caa.js';
+import type { CaaCheck, ValidationConfig, ValidationRequest, ValidationResult, Validator } from './types.js';
 
 export function createValidator(cfg: ValidationConfig, deps: { dns?: DnsLookup; logger?: Logger } = {}): Validator {
   const dns = deps.dns ?? createDnsLookup({ servers: [...cfg.resolvers], timeoutMs: cfg.dnsTimeoutMs });
+  const caa = cfg.caa;
   return {
+    ...(caa
+      ? {
+          async checkCaa(req: CaaCheck) {
+            return checkCaa(req, caa.identities, dns);
+          },
+        }
+      : {}),
     async validate(req: ValidationRequest): Promise<ValidationResult> {
       const signal = AbortSignal.timeout(cfg.totalTimeoutMs);
       const work = (async (): Promise<ValidationResult> => {

@@ -5,9 +5,17 @@ import { AcmeProblem } from '../../protocol/problems.js';
 export interface DnsLookup {
   /** A and AAAA addresses; throws a `dns` problem when the name has none or DNS fails. */
   addresses(name: string): Promise<string[]>;
+  /** CAA records; [] when the name or the records do not exist; a `dns` problem on failure. */
+  caa(name: string): Promise<CaaRecord[]>;
   /** TXT records (chunks joined); [] when the name or the records do not exist. */
   txt(name: string): Promise<string[]>;
   readonly servers: string[];
+}
+
+export interface CaaRecord {
+  critical: boolean;
+  tag: string;
+  value: string;
 }
 
 const MISSING = new Set(['ENOTFOUND', 'ENODATA', 'NXDOMAIN', 'ENONAME']);
@@ -38,6 +46,18 @@ export function createDnsLookup(opts: { servers: string[]; timeoutMs: number }):
       if (out.length) return out;
       if (failure) throw failure;
       throw new AcmeProblem('dns', `DNS problem: no A or AAAA record for ${name}`);
+    },
+    async caa(name) {
+      try {
+        return (await r.resolveCaa(name)).map((rec) => {
+          const { critical, ...rest } = rec as unknown as Record<string, unknown> & { critical: number };
+          const [tag = '', value = ''] = Object.entries(rest)[0] ?? [];
+          return { critical: (critical & 128) !== 0, tag: tag.toLowerCase(), value: String(value) };
+        });
+      } catch (e) {
+        if (MISSING.has((e as { code?: string }).code ?? '')) return [];
+        throw dnsProblem(name, 'CAA', e);
+      }
     },
     async txt(name) {
       try {

@@ -27,8 +27,20 @@ export type ValidationResult =
   | { ok: true; records: ValidationRecord[] }
   | { ok: false; problem: AcmeProblem; records: ValidationRecord[] };
 
+export interface CaaCheck {
+  /** DNS name without "*.". */
+  name: string;
+  wildcard: boolean;
+  /** The account URL, for RFC 8657 accounturi. */
+  accountUri: string;
+  /** The challenge type that validated the name, for RFC 8657 validationmethods. */
+  method: string;
+}
+
 export interface Validator {
   validate(req: ValidationRequest): Promise<ValidationResult>;
+  /** CAA (RFC 8659): null if issuance is permitted. Absent when CAA checking is off. */
+  checkCaa?(req: CaaCheck): Promise<AcmeProblem | null>;
 }
 
 /** Which resolved addresses the validator may connect to (SECURITY.md "Validation"). */
@@ -57,6 +69,8 @@ export interface ValidationConfig {
   dnsTimeoutMs: number;
   maxRedirects: number;
   addressPolicy: AddressPolicy;
+  /** When set, CAA is checked with these issuer domain names (the CA's caaIdentities). */
+  caa?: { identities: string[] };
 }
 
 export const DEFAULT_VALIDATION_CONFIG: ValidationConfig = {
