@@ -338,6 +338,11 @@ export class KyselyStoreTx implements StoreTx {
     return changed(await q.executeTakeFirst());
   }
 
+  async updateAccountAuthzs(accountId: string, from: AuthzRecord['status'][], to: AuthzRecord['status']): Promise<number> {
+    const r = await this.db.updateTable('authzs').set({ status: to }).where('account_id', '=', accountId).where('status', 'in', from).executeTakeFirst();
+    return Number(r.numUpdatedRows ?? 0n);
+  }
+
   async getChallenge(id: string): Promise<ChallengeRecord | null> {
     const r = await this.db.selectFrom('challenges').selectAll().where('id', '=', id).executeTakeFirst();
     return r ? this.#challenge(r) : null;

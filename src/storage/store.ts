@@ -176,6 +176,9 @@ export interface StoreTx {
     expect?: AuthorizationStatus[],
   ): Promise<boolean>;
 
+  /** Moves every authorization of an account in one of `from` to `to` (account deactivation); returns how many. */
+  updateAccountAuthzs(accountId: string, from: AuthorizationStatus[], to: AuthorizationStatus): Promise<number>;
+
   getChallenge(id: string): Promise<ChallengeRecord | null>;
   updateChallenge(
     id: string,

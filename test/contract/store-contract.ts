@@ -263,6 +263,19 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       assert.ok((await s.countCertificates()) >= 1);
     });
 
+    test("an account's authorizations move together, and only from the given statuses", async () => {
+      const a = account();
+      await s.createAccount(a);
+      const p1 = authz(a.id);
+      const v1 = authz(a.id, { status: 'valid', validatedAt: at(1) });
+      const i1 = authz(a.id, { status: 'invalid' });
+      for (const z of [p1, v1, i1]) await s.createAuthz(z);
+      assert.equal(await s.updateAccountAuthzs(a.id, ['pending', 'valid'], 'deactivated'), 2);
+      assert.equal((await s.getAuthz(p1.id))!.status, 'deactivated');
+      assert.equal((await s.getAuthz(v1.id))!.status, 'deactivated');
+      assert.equal((await s.getAuthz(i1.id))!.status, 'invalid');
+    });
+
     test('EAB keys bind at most maxUses accounts, never after expiry, even concurrently', async () => {
       const k = eabKey();
       await s.createEabKey(k);

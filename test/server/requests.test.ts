@@ -201,10 +201,14 @@ describe('requests and signatures', () => {
   test('a deactivated account is 401 unauthorized', async () => {
     const other = await new RawAcme(ts.directoryUrl).init();
     await other.register();
+    const pending = await other.post(other.directory.newOrder!, { payload: { identifiers: [{ type: 'dns', value: 'gone.example.com' }] } });
     const d = await other.post(other.kid!, { payload: { status: 'deactivated' } });
     assert.equal(d.status, 200);
     assert.equal(d.body.status, 'deactivated');
     assertProblem(await other.post(other.kid!, { payload: null }), 401, 'unauthorized');
+    // RFC 8555 §7.3.6: its pending work is cancelled.
+    const az = await ts.srv.store.getAuthz(pending.body.authorizations[0].split('/').pop());
+    assert.equal(az?.status, 'deactivated');
     // Registering the same key again does not bring the account back.
     assertProblem(await other.post(other.directory.newAccount!, { useJwk: true, payload: {} }), 401, 'unauthorized');
   });

@@ -267,7 +267,9 @@ export class Authority {
       if (payload.status !== 'deactivated') throw new AcmeProblem('malformed', 'the only status a client may set is "deactivated"');
       return this.#store.transaction(async (tx) => {
         await tx.updateAccount(account.id, { status: 'deactivated' }, ['valid']);
-        // RFC 8555 §7.3.6: the server SHOULD cancel pending operations; pending authorizations go away.
+        // RFC 8555 §7.3.6: the server SHOULD cancel pending operations authorized by the account:
+        // its authorizations stop counting, so its open orders can never become ready.
+        await tx.updateAccountAuthzs(account.id, ['pending', 'valid'], 'deactivated');
         return { ...account, status: 'deactivated' as const };
       });
     }
