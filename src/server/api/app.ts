@@ -110,6 +110,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
         path: req.url,
         status: reply.statusCode,
         account: accountOf.get(req),
+        // The order, authorization, challenge or certificate id the route names, if any.
+        resource: (req.params as { id?: string } | undefined)?.id,
         ms: t ? Number(process.hrtime.bigint() - t) / 1e6 : undefined,
       },
       'request',
