@@ -11,11 +11,11 @@ import { startAnvil, REPO, type StartedAnvil } from '../helpers/anvil-process.js
 import { startBind, type Bind } from '../helpers/bind.js';
 import { verifyChain } from '../helpers/openssl.js';
 import { freePort } from '../helpers/ports.js';
-import { runTool, type RunResult } from '../helpers/run.js';
+import { runTool, type RunResult, missingTools } from '../helpers/run.js';
 
 const HOOKS = path.join(REPO, 'test/e2e/hooks');
 
-describe('certbot', { timeout: 240_000 }, () => {
+describe('certbot', { timeout: 240_000, skip: missingTools('certbot', 'named', 'nsupdate', 'dig', 'openssl') }, () => {
   let bind: Bind;
   let anvil: StartedAnvil;
   let dir: string;

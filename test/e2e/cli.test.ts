@@ -8,7 +8,7 @@ import { ANVIL_BIN, startAnvil } from '../helpers/anvil-process.js';
 import { startBind, type Bind } from '../helpers/bind.js';
 import { verifyChain } from '../helpers/openssl.js';
 import { freePort } from '../helpers/ports.js';
-import { runTool } from '../helpers/run.js';
+import { runTool, missingTools } from '../helpers/run.js';
 
 const anvil = (args: string[]) => runTool(process.execPath, [ANVIL_BIN, ...args], {}, 60_000);
 
@@ -59,7 +59,7 @@ describe('anvil CLI', { timeout: 180_000 }, () => {
     assert.match(t.stderr, /not valid JSON/);
   });
 
-  describe('external account binding with lego', () => {
+  describe('external account binding with lego', { skip: missingTools('lego', 'named', 'dig') }, () => {
     let bind: Bind;
     before(async () => {
       bind = await startBind();

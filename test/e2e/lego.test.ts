@@ -11,9 +11,9 @@ import { startAnvil, REPO, type StartedAnvil } from '../helpers/anvil-process.js
 import { startBind, type Bind } from '../helpers/bind.js';
 import { verifyChain } from '../helpers/openssl.js';
 import { freePort } from '../helpers/ports.js';
-import { runTool, type RunResult } from '../helpers/run.js';
+import { runTool, type RunResult, missingTools } from '../helpers/run.js';
 
-describe('lego', { timeout: 240_000 }, () => {
+describe('lego', { timeout: 240_000, skip: missingTools('lego', 'named', 'nsupdate', 'dig', 'openssl') }, () => {
   let bind: Bind;
   let anvil: StartedAnvil;
   let dir: string;

@@ -14,12 +14,12 @@ import { startAnvil, REPO, type StartedAnvil } from '../helpers/anvil-process.js
 import { startBind, type Bind } from '../helpers/bind.js';
 import { verifyChain } from '../helpers/openssl.js';
 import { freePort } from '../helpers/ports.js';
-import { runTool } from '../helpers/run.js';
+import { runTool, missingTools } from '../helpers/run.js';
 import { startWebroot, type Webroot } from '../helpers/webroot.js';
 
 const exec = runTool;
 
-describe('more clients', { timeout: 300_000 }, () => {
+describe('more clients', { timeout: 300_000, skip: missingTools('dehydrated', 'uacme', 'acme-tiny', 'named', 'nsupdate', 'dig', 'openssl') }, () => {
   let bind: Bind;
   let anvil: StartedAnvil;
   let plain: StartedAnvil;
