@@ -82,6 +82,7 @@ describe('http-01', () => {
       if (u === `/.well-known/acme-challenge/${TOKEN}` && host === 'ok.test.example') return void res.end(`${KA}\r\n`);
       if (u === `/.well-known/acme-challenge/${TOKEN}` && host === 'other.test.example') return void res.end('not.the-right-value');
       if (u.startsWith('/redirect-ok')) return void res.writeHead(302, { location: `http://ok.test.example:${port}/.well-known/acme-challenge/${TOKEN}` }).end();
+      if (u.startsWith('/redirect-meta')) return void res.writeHead(302, { location: `http://meta.test.example:${port}/x` }).end();
       if (u.startsWith('/redirect-port')) return void res.writeHead(301, { location: `http://ok.test.example:8080/x` }).end();
       if (u.startsWith('/redirect-ftp')) return void res.writeHead(307, { location: 'ftp://ok.test.example/x' }).end();
       if (u.startsWith('/see-other')) return void res.writeHead(303, { location: '/x' }).end();
@@ -160,6 +161,10 @@ describe('http-01', () => {
     const r = await viaPath('/redirect-ok');
     assert.equal(r.ok, true, r.ok ? '' : r.problem.detail);
     assert.ok(r.records.length >= 2);
+  });
+
+  test("each redirect hop's address is checked again: a hop to the metadata address is refused", async () => {
+    assert.match(expectFail(await viaPath('/redirect-meta'), 'connection'), /metadata/);
   });
 
   test('a redirect to another port is refused', async () => {
