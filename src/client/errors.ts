@@ -1,0 +1,48 @@
+/**
+ * Client errors with stable codes, so callers switch on `code` (and on `problem.type` for server
+ * problems) instead of parsing messages.
+ */
+import type { ProblemJson } from '../protocol/types.js';
+
+export type ClientErrorCode =
+  | 'ACME_PROBLEM'
+  | 'BAD_RESPONSE'
+  | 'INSECURE_DIRECTORY'
+  | 'CROSS_ORIGIN'
+  | 'NETWORK'
+  | 'TIMEOUT'
+  | 'RESPONSE_TOO_LARGE'
+  | 'RETRIES_EXHAUSTED';
+
+export class AcmeClientError extends Error {
+  readonly code: ClientErrorCode;
+  constructor(code: ClientErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AcmeClientError';
+    this.code = code;
+  }
+}
+
+/** A problem document from the server (RFC 8555 §6.7), typed. */
+export class AcmeProblemError extends AcmeClientError {
+  /** Short type: "badNonce", "rateLimited", ... (the part after urn:ietf:params:acme:error:), or the full URI for others. */
+  readonly type: string;
+  readonly status: number;
+  readonly detail: string;
+  readonly subproblems: ProblemJson[];
+  readonly problem: ProblemJson;
+  /** Seconds from Retry-After, when the server sent one. */
+  readonly retryAfter: number | undefined;
+
+  constructor(problem: ProblemJson, status: number, retryAfter: number | undefined, url: string) {
+    const type = problem.type.startsWith('urn:ietf:params:acme:error:') ? problem.type.slice('urn:ietf:params:acme:error:'.length) : problem.type;
+    super('ACME_PROBLEM', `${url}: ${type}: ${problem.detail ?? '(no detail)'}`);
+    this.name = 'AcmeProblemError';
+    this.type = type;
+    this.status = status;
+    this.detail = problem.detail ?? '';
+    this.subproblems = problem.subproblems ?? [];
+    this.problem = problem;
+    this.retryAfter = retryAfter;
+  }
+}
