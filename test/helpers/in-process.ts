@@ -1,7 +1,7 @@
 /**
  * Starts `anvil server` in this process on 127.0.0.1 (plain HTTP, port 0, a temp data dir), for
- * protocol tests. Validation goes to a FakeValidator the test controls; the real validators have
- * their own tests, and the end-to-end suite runs real clients against real validation.
+ * protocol tests. Validation goes to a FakeValidator the test controls (the real validators have
+ * their own tests), or, with `realValidation`, to the real validator.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -44,7 +44,10 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startTestServer(extra: Record<string, unknown> = {}, deps: { clock?: Clock } = {}): Promise<TestServer> {
+export async function startTestServer(
+  extra: Record<string, unknown> = {},
+  deps: { clock?: Clock; realValidation?: boolean } = {},
+): Promise<TestServer> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'anvil-test-'));
   const config = parseServerConfig({
     dataDir,
@@ -54,7 +57,11 @@ export async function startTestServer(extra: Record<string, unknown> = {}, deps:
     ...extra,
   });
   const validator = new FakeValidator();
-  const srv = await startServer(config, { logger: silentLogger(), validator, ...deps });
+  const srv = await startServer(config, {
+    logger: silentLogger(),
+    ...(deps.realValidation ? {} : { validator }),
+    ...(deps.clock ? { clock: deps.clock } : {}),
+  });
   return {
     srv,
     validator,

@@ -1,0 +1,121 @@
+/** Obtaining certificates with the client's solvers against anvil server's real validator. */
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, createPublicKey } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { JWK } from 'jose';
+import { makeCsr } from '../../../test/helpers/flow.js';
+import { startTestServer, type TestServer } from '../../../test/helpers/in-process.js';
+import { freePort } from '../../../test/helpers/ports.js';
+import { AcmeApi } from '../api.js';
+import { AcmeClientError, AcmeProblemError } from '../errors.js';
+import { AcmeHttp } from '../http.js';
+import { StandaloneHttp01, WebrootHttp01 } from '../solvers/http01.js';
+import { checkToken } from '../solvers/token.js';
+import type { ChallengeInput, Solver } from '../solvers/types.js';
+import { checkChain, obtainCertificate } from './issue.js';
+
+const ip = { type: 'ip' as const, value: '127.0.0.1' };
+
+async function csrFor(names: string[]) {
+  const c = await makeCsr(names);
+  return { der: c.der, spki: createPublicKey(c.keyPem).export({ type: 'spki', format: 'der' }) };
+}
+
+describe('obtainCertificate', () => {
+  let ts: TestServer;
+  let port: number;
+  let api: AcmeApi;
+  let docroot: string;
+  let web: http.Server;
+
+  before(async () => {
+    port = await freePort();
+    ts = await startTestServer({ acme: { authzReuseDays: 0 }, validation: { httpPort: port, addressPolicy: { allowLoopback: true } } }, { realValidation: true });
+    const k = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    api = new AcmeApi(new AcmeHttp(ts.directoryUrl, { allowInsecure: true }), { privateKey: k.privateKey, jwk: k.publicKey.export({ format: 'jwk' }) as JWK, alg: 'ES256' });
+    await api.register({ termsOfServiceAgreed: true });
+    docroot = await mkdtemp(path.join(os.tmpdir(), 'anvil-docroot-'));
+  });
+  after(async () => {
+    web?.close();
+    await ts.stop();
+    await rm(docroot, { recursive: true, force: true });
+  });
+
+  test('with the standalone http-01 solver', async () => {
+    const csr = await csrFor(['127.0.0.1']);
+    const steps: string[] = [];
+    const r = await obtainCertificate(api, { identifiers: [ip], solvers: [new StandaloneHttp01({ host: '127.0.0.1', port })], csrDer: csr.der, keySpki: csr.spki, onStep: (s) => steps.push(s) });
+    assert.equal(r.order.body.status, 'valid');
+    assert.match(r.leaf.subjectAltName ?? '', /IP Address:127.0.0.1/);
+    assert.ok(steps.some((s) => s.startsWith('http-01')));
+  });
+
+  test('with the webroot solver, which removes its file afterwards', async () => {
+    web = http.createServer((req, res) => {
+      readFile(path.join(docroot, path.normalize(req.url ?? '/'))).then(
+        (b) => res.end(b),
+        () => res.writeHead(404).end(),
+      );
+    });
+    await new Promise<void>((r) => web.listen(port, '127.0.0.1', r));
+    try {
+      const csr = await csrFor(['127.0.0.1']);
+      const r = await obtainCertificate(api, { identifiers: [ip], solvers: [new WebrootHttp01(docroot)], csrDer: csr.der, keySpki: csr.spki });
+      assert.equal(r.order.body.status, 'valid');
+      assert.deepEqual(await readdir(path.join(docroot, '.well-known', 'acme-challenge')), []);
+      assert.equal((await stat(path.join(docroot, '.well-known', 'acme-challenge'))).mode & 0o777, 0o755);
+    } finally {
+      web.closeAllConnections();
+      await new Promise((r) => web.close(r));
+    }
+  });
+
+  test('a failed validation is a typed problem, and clean-up still runs', async () => {
+    const calls: string[] = [];
+    const silent: Solver = {
+      type: 'http-01',
+      async present(ch: ChallengeInput) {
+        calls.push(`present ${ch.token.length}`);
+      },
+      async cleanup() {
+        calls.push('cleanup');
+      },
+    };
+    const csr = await csrFor(['127.0.0.1']);
+    await assert.rejects(
+      obtainCertificate(api, { identifiers: [ip], solvers: [silent], csrDer: csr.der, keySpki: csr.spki }),
+      (e: unknown) => e instanceof AcmeProblemError && ['connection', 'unauthorized', 'incorrectResponse'].includes(e.type),
+    );
+    assert.deepEqual(calls.slice(-1), ['cleanup']);
+  });
+
+  test('no solver that fits is a clear error', async () => {
+    const csr = await csrFor(['127.0.0.1']);
+    const dnsOnly: Solver = { type: 'dns-01', present: async () => undefined, cleanup: async () => undefined };
+    await assert.rejects(obtainCertificate(api, { identifiers: [ip], solvers: [dnsOnly], csrDer: csr.der, keySpki: csr.spki }), /no configured solver fits/);
+  });
+
+  test('a certificate whose key or names differ from the CSR is refused', async () => {
+    const csr = await csrFor(['127.0.0.1']);
+    const r = await obtainCertificate(api, { identifiers: [ip], solvers: [new StandaloneHttp01({ host: '127.0.0.1', port })], csrDer: csr.der, keySpki: csr.spki });
+    const other = await csrFor(['127.0.0.1']);
+    assert.throws(() => checkChain(r.chainPem, [ip], other.spki), /key of the CSR/);
+    assert.throws(() => checkChain(r.chainPem, [{ type: 'dns', value: 'a.example.com' }], csr.spki), /names/);
+    const [leaf, inter] = r.chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)!;
+    assert.throws(() => checkChain(`${leaf}\n${leaf}\n`, [ip], csr.spki), /not signed by/);
+    assert.ok(inter);
+  });
+});
+
+test('unsafe challenge tokens are refused before any file is written', () => {
+  for (const t of ['short', '../../../../etc/passwd-aaaaaaaaaaaa', 'a/b-cccccccccccccccccccccc', 'a%2e%2e-cccccccccccccccccccc', 'ok..dots-cccccccccccccccccc', 42]) {
+    assert.throws(() => checkToken(t), (e: unknown) => e instanceof AcmeClientError && e.code === 'BAD_RESPONSE', String(t));
+  }
+  assert.equal(checkToken('a'.repeat(43)), 'a'.repeat(43));
+});

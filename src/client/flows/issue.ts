@@ -1,0 +1,138 @@
+/**
+ * Obtaining a certificate (RFC 8555 §7.4): order, solve each authorization with the first solver
+ * that fits, finalize with the caller's CSR, download, and check what came back before anyone
+ * installs it. Clean-up of every presented challenge runs in `finally`, each with its own timeout.
+ */
+import { X509Certificate } from 'node:crypto';
+import type { AuthorizationJson, Identifier, ProblemJson } from '../../protocol/types.js';
+import type { AcmeApi, Order } from '../api.js';
+import { AcmeClientError, AcmeProblemError } from '../errors.js';
+import { checkToken } from '../solvers/token.js';
+import type { ChallengeInput, Solver } from '../solvers/types.js';
+
+export interface ObtainOptions {
+  identifiers: Identifier[];
+  /** In order of preference. */
+  solvers: Solver[];
+  csrDer: Buffer;
+  /** DER SubjectPublicKeyInfo of the CSR's key: the leaf must carry exactly this key. */
+  keySpki: Buffer;
+  timeoutMs?: number;
+  cleanupTimeoutMs?: number;
+  /** Progress, for a CLI to show. */
+  onStep?: (step: string) => void;
+}
+
+export interface Obtained {
+  chainPem: string;
+  order: Order;
+  leaf: X509Certificate;
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<T>((_, reject) => {
+        t = setTimeout(() => reject(new AcmeClientError('TIMEOUT', `${what} took longer than ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+function failure(az: AuthorizationJson): AcmeClientError {
+  const err = az.challenges.find((c) => c.error)?.error as ProblemJson | undefined;
+  if (err) return new AcmeProblemError(err, err.status ?? 403, undefined, `authorization for ${az.identifier.value}`);
+  return new AcmeClientError('BAD_RESPONSE', `the authorization for ${az.identifier.value} is ${az.status}`);
+}
+
+/** SAN entries of a certificate as identifiers ("DNS:x", "IP Address:y" from node's text form). */
+function sanIdentifiers(cert: X509Certificate): string[] {
+  return (cert.subjectAltName ?? '')
+    .split(', ')
+    .filter(Boolean)
+    .map((e) => {
+      if (e.startsWith('DNS:')) return `dns:${e.slice(4).toLowerCase()}`;
+      if (e.startsWith('IP Address:')) return `ip:${new URL(`http://${e.slice(11).includes(':') ? `[${e.slice(11)}]` : e.slice(11)}/`).hostname.replace(/^\[|\]$/g, '')}`;
+      return `other:${e}`;
+    })
+    .sort();
+}
+
+/** Checks a downloaded chain: leaf key and names as asked, each certificate issued by the next. */
+export function checkChain(chainPem: string, identifiers: Identifier[], keySpki: Buffer): X509Certificate {
+  const blocks = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  let certs: X509Certificate[];
+  try {
+    certs = blocks.map((b) => new X509Certificate(b));
+  } catch {
+    throw new AcmeClientError('BAD_RESPONSE', 'the certificate chain does not parse');
+  }
+  const leaf = certs[0];
+  if (!leaf) throw new AcmeClientError('BAD_RESPONSE', 'the certificate chain is empty');
+  if (!leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(keySpki)) {
+    throw new AcmeClientError('BAD_RESPONSE', 'the certificate does not carry the key of the CSR; not installing it');
+  }
+  const want = identifiers.map((i) => `${i.type}:${i.value.toLowerCase()}`).sort();
+  const got = sanIdentifiers(leaf);
+  if (JSON.stringify(want) !== JSON.stringify(got)) {
+    throw new AcmeClientError('BAD_RESPONSE', `the certificate names ${got.join(', ')} instead of ${want.join(', ')}; not installing it`);
+  }
+  for (let i = 0; i + 1 < certs.length; i++) {
+    if (!certs[i]!.checkIssued(certs[i + 1]!) || !certs[i]!.verify(certs[i + 1]!.publicKey)) {
+      throw new AcmeClientError('BAD_RESPONSE', `certificate ${i} of the chain is not signed by certificate ${i + 1}; not installing it`);
+    }
+  }
+  return leaf;
+}
+
+export async function obtainCertificate(api: AcmeApi, o: ObtainOptions): Promise<Obtained> {
+  const timeoutMs = o.timeoutMs ?? 300_000;
+  const step = o.onStep ?? (() => undefined);
+  step(`ordering ${o.identifiers.map((i) => i.value).join(', ')}`);
+  let order = await api.newOrder(o.identifiers);
+  const presented: Array<{ solver: Solver; ch: ChallengeInput }> = [];
+  try {
+    for (const url of order.body.authorizations) {
+      const az = await api.getAuthorization(url);
+      if (az.status === 'valid') continue;
+      if (az.status !== 'pending') throw failure(az);
+      // Unknown challenge types are ignored; the first solver that fits wins.
+      const pick = o.solvers.map((s) => ({ s, c: az.challenges.find((c) => c.type === s.type) })).find((x) => x.c);
+      if (!pick?.c) {
+        throw new AcmeClientError('BAD_RESPONSE', `no configured solver fits ${az.identifier.value} (offered: ${az.challenges.map((c) => c.type).join(', ')})`);
+      }
+      const ch: ChallengeInput = {
+        identifier: az.identifier,
+        wildcard: az.wildcard === true,
+        type: pick.c.type,
+        token: checkToken(pick.c.token),
+        keyAuthorization: await api.keyAuthorization(pick.c.token),
+      };
+      step(`${ch.type} for ${ch.identifier.value}`);
+      presented.push({ solver: pick.s, ch });
+      await pick.s.present(ch);
+      await api.respondChallenge(pick.c);
+      const done = await api.waitAuthorization(url, timeoutMs);
+      if (done.status !== 'valid') throw failure(done);
+    }
+  } finally {
+    for (const { solver, ch } of presented) {
+      await withTimeout(solver.cleanup(ch), o.cleanupTimeoutMs ?? 30_000, `clean-up of ${ch.type} for ${ch.identifier.value}`).catch(() => undefined);
+    }
+    for (const s of new Set(o.solvers)) await s.close?.().catch(() => undefined);
+  }
+  order = await api.waitOrder(order, timeoutMs);
+  if (order.body.status !== 'ready') throw new AcmeClientError('BAD_RESPONSE', `the order is ${order.body.status}, not ready`);
+  step('finalizing');
+  order = await api.waitOrder(await api.finalize(order, o.csrDer), timeoutMs);
+  if (order.body.status !== 'valid') throw new AcmeClientError('BAD_RESPONSE', `the order ended ${order.body.status}`);
+  if (!order.body.certificate) throw new AcmeClientError('BAD_RESPONSE', 'the order is valid but names no certificate URL');
+  step('downloading');
+  const chainPem = await api.downloadCertificate(order.body.certificate);
+  const leaf = checkChain(chainPem, o.identifiers, o.keySpki);
+  return { chainPem, order, leaf };
+}
