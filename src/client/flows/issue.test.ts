@@ -15,6 +15,7 @@ import { AcmeApi } from '../api.js';
 import { AcmeClientError, AcmeProblemError } from '../errors.js';
 import { AcmeHttp } from '../http.js';
 import { StandaloneHttp01, WebrootHttp01 } from '../solvers/http01.js';
+import { StandaloneTlsAlpn01 } from '../solvers/tls-alpn01.js';
 import { checkToken } from '../solvers/token.js';
 import type { ChallengeInput, Solver } from '../solvers/types.js';
 import { checkChain, obtainCertificate } from './issue.js';
@@ -95,6 +96,24 @@ describe('obtainCertificate', () => {
     assert.deepEqual(calls.slice(-1), ['cleanup']);
   });
 
+  test('with the standalone tls-alpn-01 solver (IP identifier, reverse-DNS SNI)', async () => {
+    const tlsPort = await freePort();
+    const t = await startTestServer(
+      { acme: { authzReuseDays: 0 }, validation: { tlsPort, addressPolicy: { allowLoopback: true } } },
+      { realValidation: true },
+    );
+    try {
+      const k = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const a = new AcmeApi(new AcmeHttp(t.directoryUrl, { allowInsecure: true }), { privateKey: k.privateKey, jwk: k.publicKey.export({ format: 'jwk' }) as JWK, alg: 'ES256' });
+      await a.register({ termsOfServiceAgreed: true });
+      const csr = await csrFor(['127.0.0.1']);
+      const r = await obtainCertificate(a, { identifiers: [ip], solvers: [new StandaloneTlsAlpn01({ host: '127.0.0.1', port: tlsPort })], csrDer: csr.der, keySpki: csr.spki });
+      assert.equal(r.order.body.status, 'valid');
+    } finally {
+      await t.stop();
+    }
+  });
+
   test('no solver that fits is a clear error', async () => {
     const csr = await csrFor(['127.0.0.1']);
     const dnsOnly: Solver = { type: 'dns-01', present: async () => undefined, cleanup: async () => undefined };
@@ -118,4 +137,13 @@ test('unsafe challenge tokens are refused before any file is written', () => {
     assert.throws(() => checkToken(t), (e: unknown) => e instanceof AcmeClientError && e.code === 'BAD_RESPONSE', String(t));
   }
   assert.equal(checkToken('a'.repeat(43)), 'a'.repeat(43));
+});
+
+test("the tls-alpn-01 solver's SNI for IP identifiers is the reverse name the validator sends (RFC 8738 §6)", async () => {
+  const { reverseName } = await import('../../server/validation/tls-alpn01.js');
+  const { sniName } = await import('../solvers/tls-alpn01.js');
+  for (const value of ['192.0.2.1', '2001:db8::1', '::1', 'fe80::1:2']) {
+    const ch: ChallengeInput = { identifier: { type: 'ip', value }, wildcard: false, type: 'tls-alpn-01', token: 'x'.repeat(43), keyAuthorization: 'k' };
+    assert.equal(sniName(ch), reverseName(value), value);
+  }
 });
