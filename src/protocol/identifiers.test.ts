@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { canonicalIdentifier, canonicalIp, dnsNameError, ipToBytes, sameIdentifierSet, sortIdentifiers } from './identifiers.js';
+import { canonicalIdentifier, canonicalIp, dnsNameError, ipToBytes, reverseDnsName, sameIdentifierSet, sortIdentifiers } from './identifiers.js';
 import { AcmeProblem } from './problems.js';
 
 const refused: Array<[string, unknown, string]> = [
@@ -77,4 +77,10 @@ test('identifier sets compare without order or duplicates', () => {
   assert.ok(sameIdentifierSet(a, b));
   assert.ok(!sameIdentifierSet(a, [a[0]!]));
   assert.ok(!sameIdentifierSet(a, [{ type: 'ip', value: 'a.example' } as never, a[1]!]));
+});
+
+test('reverse-DNS names of IP addresses follow RFC 8738 §6', () => {
+  assert.equal(reverseDnsName('192.0.2.1'), '1.2.0.192.in-addr.arpa');
+  assert.equal(reverseDnsName('::1'), `1.${'0.'.repeat(31)}ip6.arpa`);
+  assert.equal(reverseDnsName('2001:db8::567:89ab'), 'b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa');
 });

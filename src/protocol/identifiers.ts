@@ -43,6 +43,12 @@ export function ipToBytes(ip: string): Buffer {
   return out;
 }
 
+/** RFC 8738 §6: the reverse-DNS name of an IP address (in-addr.arpa / ip6.arpa), used as tls-alpn-01 SNI. */
+export function reverseDnsName(ip: string): string {
+  if (isIP(ip) === 4) return `${ip.split('.').reverse().join('.')}.in-addr.arpa`;
+  return `${[...ipToBytes(ip).toString('hex')].reverse().join('.')}.ip6.arpa`;
+}
+
 /**
  * Why a DNS name is not acceptable as an ACME identifier, or null if it is. The name must already be
  * lower case ASCII (A-labels); a leading "*." is allowed once (RFC 8555 §7.1.3).

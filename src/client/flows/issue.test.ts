@@ -138,12 +138,3 @@ test('unsafe challenge tokens are refused before any file is written', () => {
   }
   assert.equal(checkToken('a'.repeat(43)), 'a'.repeat(43));
 });
-
-test("the tls-alpn-01 solver's SNI for IP identifiers is the reverse name the validator sends (RFC 8738 §6)", async () => {
-  const { reverseName } = await import('../../server/validation/tls-alpn01.js');
-  const { sniName } = await import('../solvers/tls-alpn01.js');
-  for (const value of ['192.0.2.1', '2001:db8::1', '::1', 'fe80::1:2']) {
-    const ch: ChallengeInput = { identifier: { type: 'ip', value }, wildcard: false, type: 'tls-alpn-01', token: 'x'.repeat(43), keyAuthorization: 'k' };
-    assert.equal(sniName(ch), reverseName(value), value);
-  }
-});

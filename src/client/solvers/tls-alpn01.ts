@@ -6,23 +6,16 @@
 import { createHash, webcrypto } from 'node:crypto';
 import tls from 'node:tls';
 import { toPem } from '../../lib/pem.js';
+import { reverseDnsName } from '../../protocol/identifiers.js';
 import * as x509 from '../../lib/x509.js';
 import { checkToken } from './token.js';
 import type { ChallengeInput, Solver } from './types.js';
 
 const OID_ACME_IDENTIFIER = '1.3.6.1.5.5.7.1.31';
 
-/** RFC 8738 §6: the SNI of an IP identifier is its reverse-DNS name. */
+/** The SNI the validator sends: the name, or for an IP its reverse-DNS name (RFC 8738 §6). */
 export function sniName(ch: ChallengeInput): string {
-  if (ch.identifier.type === 'dns') return ch.identifier.value;
-  const v = ch.identifier.value;
-  if (!v.includes(':')) return `${v.split('.').reverse().join('.')}.in-addr.arpa`;
-  const full = new URL(`http://[${v}]/`).hostname.slice(1, -1);
-  const [h, t] = full.includes('::') ? full.split('::') : [full, undefined];
-  const hs = h ? h.split(':') : [];
-  const ts = t ? t.split(':') : [];
-  const groups = t === undefined ? hs : [...hs, ...Array(8 - hs.length - ts.length).fill('0'), ...ts];
-  return `${groups.map((g) => g.padStart(4, '0')).join('').split('').reverse().join('.')}.ip6.arpa`;
+  return ch.identifier.type === 'dns' ? ch.identifier.value : reverseDnsName(ch.identifier.value);
 }
 
 export async function acmeTlsCertificate(ch: ChallengeInput): Promise<{ key: string; cert: string }> {

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import * as x509 from '../../lib/x509.js';
-import { ipToBytes } from '../../protocol/identifiers.js';
+import { ipToBytes, reverseDnsName } from '../../protocol/identifiers.js';
 import { AcmeProblem } from '../../protocol/problems.js';
 import type { Identifier } from '../../protocol/types.js';
 import { checkAddress } from './policy.js';
@@ -18,10 +18,7 @@ export const OID_ACME_IDENTIFIER = '1.3.6.1.5.5.7.1.31';
 const OID_ACME_IDENTIFIER_OBSOLETE = '1.3.6.1.5.5.7.1.30.1';
 
 /** RFC 8738 §6: the SNI for an IP identifier is its reverse-DNS name. */
-export function reverseName(ip: string): string {
-  if (isIP(ip) === 4) return `${ip.split('.').reverse().join('.')}.in-addr.arpa`;
-  return `${[...ipToBytes(ip).toString('hex')].reverse().join('.')}.ip6.arpa`;
-}
+export const reverseName = reverseDnsName;
 
 function handshake(address: string, port: number, servername: string | undefined, cfg: ValidationConfig, signal: AbortSignal) {
   return new Promise<tls.TLSSocket>((resolve, reject) => {
