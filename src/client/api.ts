@@ -40,6 +40,11 @@ export class AcmeApi {
     return this.#account.url;
   }
 
+  /** Uses a known account URL (from the client's store) without asking the server. */
+  useAccount(url: string): void {
+    this.#account = { url: this.http.checkOrigin(url), body: { status: 'valid' } as AccountJson };
+  }
+
   /** RFC 8555 §7.3 (and §7.3.4 EAB). Returns the existing account for a known key. */
   async register(opts: { contact?: string[]; termsOfServiceAgreed?: boolean; eab?: ExternalAccountBinding } = {}): Promise<Account> {
     const d = await this.http.directory();

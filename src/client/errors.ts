@@ -12,7 +12,19 @@ export type ClientErrorCode =
   | 'NETWORK'
   | 'TIMEOUT'
   | 'RESPONSE_TOO_LARGE'
-  | 'RETRIES_EXHAUSTED';
+  | 'RETRIES_EXHAUSTED'
+  /** dns-01: a CNAME, SOA, NS or address lookup failed. */
+  | 'DNS_LOOKUP'
+  /** dns-01: the CNAME chain of _acme-challenge.<name> loops, is too long, or ends in a bad name. */
+  | 'DNS_CNAME_CHAIN'
+  /** dns-01: not every authoritative server served the TXT record before the deadline. */
+  | 'DNS_PROPAGATION_TIMEOUT'
+  /** Something the user gave (a file, a flag, a key) is not usable. */
+  | 'BAD_INPUT'
+  /** A local file or directory of the store could not be read or written. */
+  | 'STORE'
+  /** Another process holds the lineage's lock. */
+  | 'LOCKED';
 
 export class AcmeClientError extends Error {
   readonly code: ClientErrorCode;
@@ -33,6 +45,8 @@ export class AcmeProblemError extends AcmeClientError {
   readonly problem: ProblemJson;
   /** Seconds from Retry-After, when the server sent one. */
   readonly retryAfter: number | undefined;
+  /** Set when the problem is a failed validation: the identifier whose authorization failed. */
+  identifier?: string;
 
   constructor(problem: ProblemJson, status: number, retryAfter: number | undefined, url: string) {
     const type = problem.type.startsWith('urn:ietf:params:acme:error:') ? problem.type.slice('urn:ietf:params:acme:error:'.length) : problem.type;

@@ -45,7 +45,11 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
 
 function failure(az: AuthorizationJson): AcmeClientError {
   const err = az.challenges.find((c) => c.error)?.error as ProblemJson | undefined;
-  if (err) return new AcmeProblemError(err, err.status ?? 403, undefined, `authorization for ${az.identifier.value}`);
+  if (err) {
+    const e = new AcmeProblemError(err, err.status ?? 403, undefined, `authorization for ${az.identifier.value}`);
+    e.identifier = az.identifier.value;
+    return e;
+  }
   return new AcmeClientError('BAD_RESPONSE', `the authorization for ${az.identifier.value} is ${az.status}`);
 }
 

@@ -1,0 +1,379 @@
+/**
+ * The client's store on disk: ACME accounts and certificate lineages.
+ *
+ * ```
+ * <root>/accounts/<server>/<account>/key.pem        account key, 0600
+ * <root>/accounts/<server>/<account>/account.json   account URL, contacts, ...
+ * <root>/archive/NAME/{cert,chain,fullchain,privkey}N.pem   every version ever obtained
+ * <root>/live/NAME/{cert,chain,fullchain,privkey}.pem       the newest version
+ * <root>/renewal/NAME.json                           how the lineage was obtained
+ * ```
+ *
+ * `live/NAME` is a symbolic link to `live/.NAME.vN/`, a directory of links into the archive. A new
+ * version is written completely (every file fsynced) before one rename() switches `live/NAME` to it,
+ * so a reader (nginx, a crash, a power cut) sees the previous four files or the new four, never a
+ * certificate with another version's key. Keys are 0600 in 0700 directories.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { mkdir, open, readdir, readFile, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Identifier } from '../protocol/types.js';
+import { writeFileAtomic } from '../lib/atomic-file.js';
+import { AcmeClientError } from './errors.js';
+import type { AccountSigner } from './http.js';
+import type { CertKeyType } from './keys.js';
+
+/** /etc/anvil as root, $XDG_DATA_HOME/anvil or ~/.local/share/anvil otherwise; ANVIL_HOME overrides both. */
+export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.ANVIL_HOME) return path.resolve(env.ANVIL_HOME);
+  if (process.getuid?.() === 0) return '/etc/anvil';
+  const data = env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
+  return path.join(data, 'anvil');
+}
+
+const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
+/** Checks a lineage or account name: a safe single path segment. */
+export function checkName(name: string, what = 'certificate name'): string {
+  if (!NAME_RE.test(name) || name.includes('..')) {
+    throw new AcmeClientError('BAD_INPUT', `${JSON.stringify(name.slice(0, 80))} is not a usable ${what}: use letters, digits, ".", "_" and "-" (at most 128)`);
+  }
+  return name;
+}
+
+/** The default lineage name for a set of identifiers: the first one, "*" written "_" and ":" "_". */
+export function defaultLineageName(identifiers: Identifier[]): string {
+  const first = identifiers[0];
+  if (!first) throw new AcmeClientError('BAD_INPUT', 'no names given');
+  return checkName(first.value.replace(/\*/g, '_').replace(/:/g, '_'));
+}
+
+/** A directory name for an ACME server: host, port and path of its directory URL. */
+export function serverDirName(directoryUrl: string): string {
+  const u = new URL(directoryUrl);
+  const p = u.pathname.replace(/^\/+|\/+$/g, '');
+  return `${u.hostname.replace(/[[\]:]/g, '_')}${u.port ? `_${u.port}` : ''}${p ? `_${p}` : ''}`.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 200);
+}
+
+async function ensureDir(dir: string, mode: number): Promise<void> {
+  await mkdir(dir, { recursive: true, mode });
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+async function readJson<T>(file: string): Promise<T | null> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new AcmeClientError('STORE', `cannot read ${file}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new AcmeClientError('STORE', `${file} is not valid JSON; fix or remove it`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts
+
+export interface StoredAccount {
+  /** The account's name in the store ("default" unless chosen). */
+  name: string;
+  directoryUrl: string;
+  url: string;
+  alg: AccountSigner['alg'];
+  contact: string[];
+  termsOfServiceAgreed: boolean;
+  eabKid?: string;
+  createdAt: string;
+}
+
+export class AccountStore {
+  constructor(readonly root: string) {}
+
+  dir(directoryUrl: string, name: string): string {
+    return path.join(this.root, 'accounts', serverDirName(directoryUrl), checkName(name, 'account name'));
+  }
+
+  async list(): Promise<Array<StoredAccount & { dir: string }>> {
+    const out: Array<StoredAccount & { dir: string }> = [];
+    const base = path.join(this.root, 'accounts');
+    for (const server of await readdir(base).catch(() => [] as string[])) {
+      for (const name of await readdir(path.join(base, server)).catch(() => [] as string[])) {
+        const dir = path.join(base, server, name);
+        const a = await readJson<StoredAccount>(path.join(dir, 'account.json'));
+        if (a) out.push({ ...a, dir });
+      }
+    }
+    return out;
+  }
+
+  async load(directoryUrl: string, name: string): Promise<{ account: StoredAccount | null; keyPem: string | null; nextKeyPem: string | null }> {
+    const dir = this.dir(directoryUrl, name);
+    const account = await readJson<StoredAccount>(path.join(dir, 'account.json'));
+    const keyPem = await readFile(path.join(dir, 'key.pem'), 'utf8').catch(() => null);
+    const nextKeyPem = await readFile(path.join(dir, 'key.next.pem'), 'utf8').catch(() => null);
+    return { account, keyPem, nextKeyPem };
+  }
+
+  /** Saves the key first (0600, never overwritten), then the account record. */
+  async save(a: StoredAccount, keyPem?: string): Promise<void> {
+    const dir = this.dir(a.directoryUrl, a.name);
+    await ensureDir(dir, 0o700);
+    if (keyPem !== undefined) await writeFileAtomic(path.join(dir, 'key.pem'), keyPem, { mode: 0o600 });
+    await writeFileAtomic(path.join(dir, 'account.json'), `${JSON.stringify(a, null, 2)}\n`, { mode: 0o644 });
+  }
+
+  /** Key rollover, step 1: the new key is on disk before the server hears of it. */
+  async stageNextKey(directoryUrl: string, name: string, keyPem: string): Promise<void> {
+    await writeFileAtomic(path.join(this.dir(directoryUrl, name), 'key.next.pem'), keyPem, { mode: 0o600 });
+  }
+
+  /** Key rollover, step 2 (after the server accepted it), or recovery of an interrupted one. */
+  async promoteNextKey(directoryUrl: string, name: string): Promise<void> {
+    const dir = this.dir(directoryUrl, name);
+    await rename(path.join(dir, 'key.next.pem'), path.join(dir, 'key.pem'));
+    await fsyncDir(dir);
+  }
+
+  async dropNextKey(directoryUrl: string, name: string): Promise<void> {
+    await rm(path.join(this.dir(directoryUrl, name), 'key.next.pem'), { force: true });
+  }
+
+  /** Marks an account deactivated: the files stay, renamed, so nothing is used by mistake. */
+  async retire(directoryUrl: string, name: string): Promise<string> {
+    const dir = this.dir(directoryUrl, name);
+    const to = `${dir}.deactivated-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    await rename(dir, to);
+    return to;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lineages
+
+export type SolverConfig =
+  | { type: 'http'; host?: string; port?: number }
+  | { type: 'webroot'; path: string }
+  | { type: 'tls-alpn'; host?: string; port?: number }
+  | {
+      type: 'dns';
+      provider: string;
+      /** The provider's JSON config file (secrets stay there or in the environment, never here). */
+      configFile?: string;
+      resolvers?: string[];
+      propagationTimeoutMs?: number;
+      nameserverPort?: number;
+      authoritative?: Record<string, string[]>;
+      skipPropagationCheck?: boolean;
+    };
+
+/** renewal/NAME.json: everything needed to obtain the lineage's next version without the user. */
+export interface LineageConfig {
+  version: 1;
+  name: string;
+  /** The ACME directory URL. */
+  server: string;
+  /** Account name in the account store. */
+  account: string;
+  identifiers: Identifier[];
+  /** null when the user brought a CSR. */
+  keyType: CertKeyType | null;
+  reuseKey: boolean;
+  /** Absolute path of the CSR the user brought, if any. */
+  csrFile?: string;
+  solver: SolverConfig;
+  /** Programs (argument vectors, never shell strings) run around installation (issue 4). */
+  hooks?: { pre?: string[][]; post?: string[][]; deploy?: string[][] };
+  /** Extra trusted roots (PEM file) for a private CA. */
+  caBundle?: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface LineageFiles {
+  version: number;
+  cert: string;
+  chain: string;
+  fullchain: string;
+  /** Absent when the user brought a CSR (the key is theirs). */
+  privkey: string | null;
+}
+
+const KINDS = ['cert', 'chain', 'fullchain', 'privkey'] as const;
+
+export class LineageStore {
+  constructor(readonly root: string) {}
+
+  get archiveDir(): string {
+    return path.join(this.root, 'archive');
+  }
+  get liveDir(): string {
+    return path.join(this.root, 'live');
+  }
+  configFile(name: string): string {
+    return path.join(this.root, 'renewal', `${checkName(name)}.json`);
+  }
+
+  async names(): Promise<string[]> {
+    const files = await readdir(path.join(this.root, 'renewal')).catch(() => [] as string[]);
+    return files.filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5)).sort();
+  }
+
+  async readConfig(name: string): Promise<LineageConfig | null> {
+    return readJson<LineageConfig>(this.configFile(name));
+  }
+
+  async writeConfig(cfg: LineageConfig): Promise<void> {
+    const file = this.configFile(cfg.name);
+    await ensureDir(path.dirname(file), 0o755);
+    await writeFileAtomic(file, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o644 });
+  }
+
+  /** The version live/NAME points at, with absolute paths through live/, or null. */
+  async current(name: string): Promise<LineageFiles | null> {
+    let target: string;
+    try {
+      target = await readlink(path.join(this.liveDir, checkName(name)));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new AcmeClientError('STORE', `${path.join(this.liveDir, name)} is not a link made by anvil: ${(e as Error).message}`);
+    }
+    const m = /^\.(.+)\.v(\d+)$/.exec(target);
+    if (!m || m[1] !== name) throw new AcmeClientError('STORE', `${path.join(this.liveDir, name)} points at ${target}, not at a version made by anvil`);
+    const live = path.join(this.liveDir, name);
+    const hasKey = await stat(path.join(live, 'privkey.pem')).then(
+      () => true,
+      () => false,
+    );
+    return {
+      version: Number(m[2]),
+      cert: path.join(live, 'cert.pem'),
+      chain: path.join(live, 'chain.pem'),
+      fullchain: path.join(live, 'fullchain.pem'),
+      privkey: hasKey ? path.join(live, 'privkey.pem') : null,
+    };
+  }
+
+  /** Archived versions of a lineage (complete or not), highest first. */
+  async versions(name: string): Promise<number[]> {
+    const files = await readdir(path.join(this.archiveDir, checkName(name))).catch(() => [] as string[]);
+    const ns = new Set<number>();
+    for (const f of files) {
+      const m = /^(?:cert|chain|fullchain|privkey)(\d+)\.pem$/.exec(f);
+      if (m) ns.add(Number(m[1]));
+    }
+    return [...ns].sort((a, b) => b - a);
+  }
+
+  /**
+   * Writes a new version and makes it live. `privateKeyPem` null: no key file (a CSR the user
+   * brought). The order of steps is what makes a crash harmless: archive files first (fsynced),
+   * then the version's link directory, then one atomic rename of live/NAME.
+   */
+  async save(name: string, chainPem: string, privateKeyPem: string | null): Promise<LineageFiles> {
+    checkName(name);
+    const blocks = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    if (blocks.length === 0) throw new AcmeClientError('BAD_RESPONSE', 'no certificate to save');
+    const content: Record<(typeof KINDS)[number], string | null> = {
+      cert: `${blocks[0]}\n`,
+      chain: blocks.length > 1 ? `${blocks.slice(1).join('\n')}\n` : '',
+      fullchain: `${blocks.join('\n')}\n`,
+      privkey: privateKeyPem,
+    };
+    const archive = path.join(this.archiveDir, name);
+    await ensureDir(this.archiveDir, 0o700);
+    await ensureDir(archive, 0o700);
+    await ensureDir(this.liveDir, 0o700);
+    // A version number never used before, even by a run that crashed half-way.
+    const n = ((await this.versions(name))[0] ?? 0) + 1;
+    for (const kind of KINDS) {
+      const data = content[kind];
+      if (data === null) continue;
+      await writeFileAtomic(path.join(archive, `${kind}${n}.pem`), data, { mode: kind === 'privkey' ? 0o600 : 0o644, exclusive: true });
+    }
+    const vdir = path.join(this.liveDir, `.${name}.v${n}`);
+    await rm(vdir, { recursive: true, force: true });
+    await mkdir(vdir, { mode: 0o700 });
+    for (const kind of KINDS) {
+      if (content[kind] === null) continue;
+      await symlink(path.join('..', '..', 'archive', name, `${kind}${n}.pem`), path.join(vdir, `${kind}.pem`));
+    }
+    await fsyncDir(vdir);
+    const tmp = path.join(this.liveDir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
+    await symlink(`.${name}.v${n}`, tmp);
+    const live = path.join(this.liveDir, name);
+    try {
+      const st = await stat(live).catch(() => null);
+      if (st && !(await readlink(live).catch(() => null))) {
+        throw new AcmeClientError('STORE', `${live} exists and is not a link made by anvil; move it away`);
+      }
+      await rename(tmp, live);
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw e;
+    }
+    await fsyncDir(this.liveDir);
+    // Link directories of older versions are no longer reachable; the archive keeps their files.
+    for (const f of await readdir(this.liveDir)) {
+      const m = /^\.(.+)\.v(\d+)$/.exec(f);
+      if (m && m[1] === name && Number(m[2]) !== n) await rm(path.join(this.liveDir, f), { recursive: true, force: true });
+    }
+    return (await this.current(name))!;
+  }
+
+  /** The private key of the live version (for key reuse and revocation by key), or null. */
+  async currentKeyPem(name: string): Promise<string | null> {
+    const cur = await this.current(name);
+    if (!cur?.privkey) return null;
+    return readFile(cur.privkey, 'utf8');
+  }
+
+  /**
+   * An exclusive lock on a lineage for one process (O_EXCL file holding the pid). A lock left by a
+   * process that no longer runs is taken over.
+   */
+  async lock(name: string): Promise<() => Promise<void>> {
+    const dir = path.join(this.root, 'locks');
+    await ensureDir(dir, 0o700);
+    const file = path.join(dir, `${checkName(name)}.lock`);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fh = await open(file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+        await fh.writeFile(String(process.pid));
+        await fh.close();
+        return async () => {
+          await rm(file, { force: true });
+        };
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new AcmeClientError('STORE', `cannot lock ${name}: ${(e as Error).message}`);
+        const pid = Number(await readFile(file, 'utf8').catch(() => ''));
+        let alive = false;
+        if (pid === process.pid) alive = true;
+        else if (Number.isInteger(pid) && pid > 0) {
+          try {
+            process.kill(pid, 0);
+            alive = true;
+          } catch (err) {
+            alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+          }
+        }
+        if (alive) throw new AcmeClientError('LOCKED', `another anvil process (pid ${pid}) is working on ${name}; try again when it has finished`);
+        await rm(file, { force: true });
+      }
+    }
+    throw new AcmeClientError('LOCKED', `cannot take the lock on ${name}`);
+  }
+}
