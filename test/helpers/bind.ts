@@ -25,10 +25,11 @@ export interface Bind {
   stop(): Promise<void>;
 }
 
-export async function startBind(): Promise<Bind> {
+/** `zone`: the zone to serve instead of `anvil.test` (e.g. a second instance for a delegated zone). */
+export async function startBind(opts: { zone?: string } = {}): Promise<Bind> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-bind-'));
   const port = await freePort({ udp: true });
-  const zone = 'anvil.test';
+  const zone = opts.zone ?? 'anvil.test';
   const keyFile = path.join(dir, 'tsig.key');
   const { stdout: key } = await run('tsig-keygen', ['-a', 'hmac-sha256', 'anvil-test']);
   await writeFile(keyFile, key, { mode: 0o600 });
