@@ -5,13 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { after, before, describe, test } from 'node:test';
+import dnsPacket from 'dns-packet';
 import type { JWK } from 'jose';
 import { startBind, type Bind } from '../../../test/helpers/bind.js';
 import { makeCsr } from '../../../test/helpers/flow.js';
 import { startTestServer } from '../../../test/helpers/in-process.js';
 import { missingTools, runTool } from '../../../test/helpers/run.js';
 import type { DnsProvider, TxtRecord } from '../../dns/provider.js';
+import { FakeClock } from '../../lib/clock.js';
 import { dns01Value } from '../../server/validation/dns01.js';
 import { AcmeApi } from '../api.js';
 import { AcmeClientError } from '../errors.js';
@@ -102,6 +105,39 @@ test('unsafe identifiers and tokens are refused before any record is written', a
   assert.equal(dns01Domain({ identifier: { type: 'dns', value: '*.Example.COM' } }), 'example.com');
   assert.equal(dns01Domain({ identifier: { type: 'dns', value: `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(45)}` } }).length, 237);
   assert.throws(() => dns01Domain({ identifier: { type: 'dns', value: `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(46)}` } }), isCode('BAD_RESPONSE'));
+});
+
+test('with an injected clock, the check polls at the interval until the deadline and names a non-authoritative server', async () => {
+  // A server that answers every question with an empty, non-authoritative NOERROR.
+  const sock = dgram.createSocket('udp4');
+  sock.on('message', (buf, rinfo) => {
+    const q = dnsPacket.decode(buf);
+    sock.send(dnsPacket.encode({ type: 'response', id: q.id, flags: 0, questions: q.questions, answers: [] }), rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+  const addr = `127.0.0.1:${sock.address().port}`;
+  try {
+    const clock = new FakeClock();
+    const sleeps: number[] = [];
+    const p = new MemoryProvider();
+    const solver = new Dns01Solver(p, {
+      authoritative: { 'lab.test': [addr] },
+      propagationTimeoutMs: 5_000,
+      pollIntervalMs: 2_000,
+      clock,
+      sleep: async (ms) => {
+        sleeps.push(ms);
+        clock.advance(ms);
+      },
+    });
+    const ch = challenge('www.lab.test');
+    await assert.rejects(solver.present(ch), (e: unknown) => isCode('DNS_PROPAGATION_TIMEOUT')(e) && (e as Error).message.endsWith(`${addr} (${addr} is not authoritative for _acme-challenge.www.lab.test)`));
+    assert.deepEqual(sleeps, [2_000, 2_000, 1_000]);
+    await solver.cleanup(ch);
+    assert.deepEqual(p.calls.map((c) => c.split(' ')[0]), ['create', 'delete']);
+  } finally {
+    sock.close();
+  }
 });
 
 describe('Dns01Solver against BIND 9', { skip: missingTools('named', 'nsupdate', 'dig', 'tsig-keygen') }, () => {

@@ -365,6 +365,7 @@ export class Dns01Solver implements Solver {
   async #lookup(name: string, type: QType): Promise<DnsReply> {
     const conf = this.#configuredZone(name);
     const targets = conf ? conf.servers.map((s) => parseEndpoint(s, this.#nsPort)) : this.#resolvers;
+    if (!targets.length) throw new AcmeClientError('DNS_LOOKUP', `dns-01: no DNS resolvers configured or found to look up ${type} ${name}`);
     const failures: string[] = [];
     for (const t of targets) {
       try {
