@@ -134,9 +134,34 @@ export const ServerConfigSchema = z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
       .prefault({}),
+    /**
+     * TEST ONLY, never for production: a server that misbehaves on purpose so that clients prove
+     * they cope (after Pebble's PEBBLE_WFE_NONCEREJECT and PEBBLE_AUTHZREUSE). Absent: off.
+     */
+    testing: z
+      .object({
+        /** Share of requests whose nonce is valid that are refused with badNonce anyway (the nonce is consumed). */
+        nonceRejectPercent: z.number().min(0).max(100).default(0),
+        /**
+         * Chance, per identifier of a new order, that the account's existing valid (younger than
+         * acme.authzReuseDays) or pending authorization is reused. Unset: the normal policy.
+         */
+        authzReusePercent: z.number().min(0).max(100).optional(),
+        /** Share of POSTs answered 503 serverInternal with Retry-After: 1, before any state changes. */
+        serverErrorPercent: z.number().min(0).max(100).default(0),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.testing?.authzReusePercent !== undefined && c.testing.authzReusePercent > 0 && c.acme.authzReuseDays === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['testing', 'authzReusePercent'],
+        message: 'needs acme.authzReuseDays > 0 (0 switches authorization reuse off)',
+      });
+    }
     if (c.validation.caa.enabled && !c.acme.caaIdentities?.length) {
       ctx.addIssue({ code: 'custom', path: ['acme', 'caaIdentities'], message: 'validation.caa.enabled needs the CA\'s issuer domain names here' });
     }

@@ -15,6 +15,7 @@ import type { Store } from '../storage/store.js';
 import { buildApi, paths } from './api/app.js';
 import { Authority } from './authority/authority.js';
 import type { ServerConfig } from './config.js';
+import { faultsActive } from './authority/testing-faults.js';
 import { caExists, initCa, loadCa } from './issuance/ca.js';
 import { createValidator } from './validation/index.js';
 import type { Validator } from './validation/types.js';
@@ -35,6 +36,8 @@ export interface ServerDeps {
   random?: Random;
   /** Replaces the network validator (tests). */
   validator?: Validator;
+  /** Draws for the test-only faults of config `testing` (tests make them deterministic); defaults to `random`. */
+  testingRandom?: Random;
 }
 
 export function caDirOf(config: ServerConfig): string {
@@ -66,6 +69,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const log = deps.logger ?? createLogger({ level: config.log.level });
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? cryptoRandom;
+  const testingRandom = deps.testingRandom ?? random;
+  const testing = config.testing;
+  if (faultsActive(testing)) {
+    log.warn(
+      { testing },
+      'TEST-ONLY FAULTS ARE ON (config "testing"): this server refuses valid nonces, fails requests and reuses authorizations on purpose. Never use this configuration in production.',
+    );
+  }
   const dataDir = path.resolve(config.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
 
@@ -107,8 +118,10 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       clientAuth: config.issuance.clientAuth,
       validationConcurrency: config.validation.concurrency,
       caaRecheckAfterHours: config.validation.caa.recheckAfterHours,
+      authzReusePercent: testing?.authzReusePercent,
     },
     accountUrl: (id) => baseUrl + paths().account(id),
+    testingRandom,
   });
 
   let https: { key: string; cert: string } | undefined;
@@ -139,6 +152,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     trustProxy: config.trustProxy,
     ...(https ? { https } : {}),
     health: async () => ({ certificates: await store.countCertificates() }),
+    ...(testing ? { testing: { faults: testing, random: testingRandom } } : {}),
   });
 
   await app.listen({ host: config.listen.host, port });

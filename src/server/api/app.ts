@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { JWK } from 'jose';
 import type { Logger } from '../../lib/logger.js';
+import type { Random } from '../../lib/random.js';
 import {
   checkAlgFitsKey,
   importAccountKey,
@@ -20,6 +21,7 @@ import { AcmeProblem } from '../../protocol/problems.js';
 import type { AuthorizationJson, ChallengeJson, Directory, OrderJson } from '../../protocol/types.js';
 import type { AccountRecord, AuthzRecord, ChallengeRecord, OrderRecord } from '../../storage/store.js';
 import { KeyInUseProblem, type Authority } from '../authority/authority.js';
+import { chance, type TestingFaults } from '../authority/testing-faults.js';
 
 export interface ApiOptions {
   authority: Authority;
@@ -35,6 +37,8 @@ export interface ApiOptions {
   trustProxy?: boolean;
   https?: { key: string; cert: string };
   health?: () => Promise<Record<string, unknown>>;
+  /** TEST ONLY (config `testing`): refuse valid nonces and answer 503 on purpose, drawing from `random`. */
+  testing?: { faults: Pick<TestingFaults, 'nonceRejectPercent' | 'serverErrorPercent'>; random: Random };
 }
 
 /** Seconds a client should wait before polling a pending resource again. */
@@ -101,6 +105,20 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   app.addHook('onRequest', async (req) => {
     timings.set(req, process.hrtime.bigint());
   });
+
+  const testing = opts.testing;
+  if (testing && testing.faults.serverErrorPercent > 0) {
+    // TEST ONLY (testing.serverErrorPercent): a share of POSTs fails before the body is even read,
+    // so nothing changes (the nonce is not consumed); clients must honour Retry-After and retry.
+    app.addHook('onRequest', async (req) => {
+      if (req.method === 'POST' && chance(testing.random, testing.faults.serverErrorPercent)) {
+        throw new AcmeProblem('serverInternal', 'the server failed on purpose (testing.serverErrorPercent); retry later', {
+          status: 503,
+          retryAfter: RETRY_AFTER_SECONDS,
+        });
+      }
+    });
+  }
   app.addHook('onResponse', async (req, reply) => {
     const t = timings.get(req);
     req.log.info(
@@ -191,6 +209,11 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     if (h.nonce === undefined) throw new AcmeProblem('badNonce', 'the JWS header has no "nonce"');
     if (!(await authority.consumeNonce(h.nonce))) {
       throw new AcmeProblem('badNonce', 'the nonce is unknown, expired or already used; use the new Replay-Nonce');
+    }
+    // TEST ONLY (testing.nonceRejectPercent, as Pebble's PEBBLE_WFE_NONCEREJECT): a valid nonce,
+    // consumed above, refused anyway. RFC 8555 §6.5: the client retries with the fresh Replay-Nonce.
+    if (testing && chance(testing.random, testing.faults.nonceRejectPercent)) {
+      throw new AcmeProblem('badNonce', 'the nonce was refused on purpose (testing.nonceRejectPercent); use the new Replay-Nonce');
     }
     // RFC 8555 §6.4: "url" must be the URL the request was sent to.
     const expected = url(req.url);

@@ -29,6 +29,7 @@ import type {
 import type { CsrInfo, IssuancePlan, IssuedCertificate } from '../issuance/types.js';
 import type { Validator } from '../validation/types.js';
 import { checkPolicy, type IdentifierPolicy } from './policy.js';
+import { chance } from './testing-faults.js';
 
 /** What the authority needs from issuance (server/issuance implements it). */
 export interface Issuer {
@@ -56,6 +57,11 @@ export interface AuthorityConfig {
   validationConcurrency: number;
   /** At finalize, CAA is checked again for names validated longer ago than this. */
   caaRecheckAfterHours: number;
+  /**
+   * TEST ONLY (config `testing.authzReusePercent`): reuse an authorization for an identifier with
+   * this chance (0-100), and reuse pending ones too. Undefined: valid ones always, pending never.
+   */
+  authzReusePercent?: number | undefined;
 }
 
 export interface AuthorityDeps {
@@ -68,6 +74,8 @@ export interface AuthorityDeps {
   config: AuthorityConfig;
   /** The URL of an account, for CAA accounturi (RFC 8657). */
   accountUrl?: (id: string) => string;
+  /** Draws for the test-only faults (config `testing`); defaults to `random`. */
+  testingRandom?: Random;
 }
 
 const HOUR = 3_600_000;
@@ -125,6 +133,7 @@ export class Authority {
   readonly #validator: Validator;
   readonly #clock: Clock;
   readonly #random: Random;
+  readonly #testingRandom: Random;
   readonly #log: Logger;
   readonly #cfg: AuthorityConfig;
   readonly #accountUrl: (id: string) => string;
@@ -140,6 +149,7 @@ export class Authority {
     this.#validator = deps.validator;
     this.#clock = deps.clock;
     this.#random = deps.random;
+    this.#testingRandom = deps.testingRandom ?? deps.random;
     this.#log = deps.logger;
     this.#cfg = deps.config;
     this.#accountUrl = deps.accountUrl ?? ((id) => id);
@@ -354,12 +364,23 @@ export class Authority {
         }
       }
       const authzIds: string[] = [];
+      const testingReuse = this.#cfg.authzReusePercent;
+      let pending: Map<string, AuthzRecord> | undefined;
       for (const id of identifiers) {
         const wildcard = isWildcard(id);
         const base: Identifier = wildcard ? { type: 'dns', value: id.value.slice(2) } : id;
-        if (this.#cfg.authzReuseDays > 0) {
+        // Normally a young valid authorization is always reused; with the test-only
+        // testing.authzReusePercent only by chance, and then a pending one too (as Boulder does),
+        // so clients meet orders that are ready at once and authorizations shared between orders.
+        const tryReuse =
+          this.#cfg.authzReuseDays > 0 && (testingReuse === undefined || chance(this.#testingRandom, testingReuse));
+        if (tryReuse) {
           // Reuse must not outlive the order needs: the authorization must be valid until the order expires.
-          const reuse = await tx.findReusableAuthz(account.id, base, wildcard, reuseAfter, now);
+          let reuse = await tx.findReusableAuthz(account.id, base, wildcard, reuseAfter, now);
+          if (!reuse && testingReuse !== undefined) {
+            pending ??= await this.#pendingAuthzs(tx, account.id, now);
+            reuse = pending.get(`${identifierKey(base)}|${wildcard}`) ?? null;
+          }
           if (reuse) {
             authzIds.push(reuse.id);
             continue;
@@ -386,6 +407,36 @@ export class Authority {
       // All authorizations may already be valid (reuse): the order is then ready at once.
       return this.#refreshOrder(tx, order);
     });
+  }
+
+  /**
+   * TEST ONLY (testing.authzReusePercent): the account's pending, unexpired authorizations, newest
+   * per identifier and wildcard flag, keyed `identifierKey|wildcard`. The store has no index for
+   * this, so it walks the account's most recent orders (bounded); a test server's accounts are small.
+   */
+  async #pendingAuthzs(tx: StoreTx, accountId: string, now: Date): Promise<Map<string, AuthzRecord>> {
+    const orderIds: string[] = [];
+    let cursor: string | null = null;
+    for (let pages = 0; pages < 50; pages++) {
+      const page = await tx.listOrders(accountId, cursor, 100);
+      orderIds.push(...page.items);
+      if (orderIds.length > 200) orderIds.splice(0, orderIds.length - 200);
+      cursor = page.next;
+      if (!cursor) break;
+    }
+    const out = new Map<string, AuthzRecord>();
+    // Oldest first, so that the newest pending authorization for a name wins.
+    for (const orderId of orderIds) {
+      const o = await tx.getOrder(orderId);
+      // Ready, processing and valid orders hold only valid authorizations.
+      if (!o || (o.status !== 'pending' && o.status !== 'invalid')) continue;
+      for (const authzId of o.authzIds) {
+        const a = await tx.getAuthz(authzId);
+        if (!a || a.accountId !== accountId || a.status !== 'pending' || a.expires.getTime() <= now.getTime()) continue;
+        out.set(`${identifierKey(a.identifier)}|${a.wildcard}`, a);
+      }
+    }
+    return out;
   }
 
   #newAuthz(accountId: string, identifier: Identifier, wildcard: boolean, now: Date): AuthzRecord {
