@@ -1,6 +1,10 @@
 /**
  * Versioned schema migrations, run at start-up, each in its own transaction, recorded in
  * schema_migrations. A database newer than the code is refused (SCHEMA_TOO_NEW).
+ *
+ * The tables of `anvil dns` (DNS_MIGRATIONS) are a second chain with its own ledger,
+ * dns_schema_migrations, so that their version numbers never collide with the ACME schema's and an
+ * ACME database does not carry them: `anvil dns` runs only this chain, on its own database file.
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
@@ -129,20 +133,54 @@ export const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
+/** The tables of `anvil dns` (src/storage/dns-store.ts), migrated with `migrate(db, DNS_MIGRATIONS, 'dns_schema_migrations')`. */
+export const DNS_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'acme-dns registrations and TXT records',
+    async up(db) {
+      const s = db.schema;
+      await s
+        .createTable('dns_registrations')
+        .addColumn('username', 'text', (c) => c.primaryKey())
+        .addColumn('password_hash', 'text', (c) => c.notNull())
+        .addColumn('subdomain', 'text', (c) => c.notNull().unique())
+        .addColumn('allow_from', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await s
+        .createTable('dns_txt_records')
+        .addColumn('subdomain', 'text', (c) => c.notNull().references('dns_registrations.subdomain'))
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('dns_txt_records_pk', ['subdomain', 'seq'])
+        .execute();
+    },
+  },
+];
+
+/** Where a chain of migrations records what it applied. */
+export type MigrationLedger = 'schema_migrations' | 'dns_schema_migrations';
+
 export class SchemaTooNewError extends Error {
   readonly code = 'SCHEMA_TOO_NEW';
 }
 
 /** Applies every migration newer than the database's version. Returns the versions applied. */
-export async function migrate(db: Kysely<Database>, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+export async function migrate(
+  db: Kysely<Database>,
+  migrations: readonly Migration[] = MIGRATIONS,
+  ledger: MigrationLedger = 'schema_migrations',
+): Promise<number[]> {
   await db.schema
-    .createTable('schema_migrations')
+    .createTable(ledger)
     .ifNotExists()
     .addColumn('version', 'integer', (c) => c.primaryKey())
     .addColumn('name', 'text', (c) => c.notNull())
     .addColumn('applied_at', 'bigint', (c) => c.notNull())
     .execute();
-  const row = await db.selectFrom('schema_migrations').select(sql<number>`max(version)`.as('v')).executeTakeFirst();
+  const row = await db.selectFrom(ledger).select(sql<number>`max(version)`.as('v')).executeTakeFirst();
   const current = Number(row?.v ?? 0);
   const known = Math.max(0, ...migrations.map((m) => m.version));
   if (current > known) {
@@ -153,7 +191,7 @@ export async function migrate(db: Kysely<Database>, migrations: readonly Migrati
     if (m.version <= current) continue;
     await db.transaction().execute(async (tx) => {
       await m.up(tx);
-      await tx.insertInto('schema_migrations').values({ version: m.version, name: m.name, applied_at: Date.now() }).execute();
+      await tx.insertInto(ledger).values({ version: m.version, name: m.name, applied_at: Date.now() }).execute();
     });
     applied.push(m.version);
   }

@@ -96,6 +96,28 @@ export interface EabUsesTable {
   used_at: number;
 }
 
+/** `anvil dns`: one acme-dns registration (an API user allowed to set TXT at one subdomain). */
+export interface DnsRegistrationsTable {
+  /** A UUID, the X-Api-User. */
+  username: string;
+  /** scrypt hash of the X-Api-Key (see src/dns/server/credentials.ts). */
+  password_hash: string;
+  /** A UUID, lower case: the TXT records live at `<subdomain>.<zone>`. Unique. */
+  subdomain: string;
+  /** JSON array of CIDRs allowed to update; empty: any address. */
+  allow_from: string;
+  created_at: number;
+}
+
+/** `anvil dns`: the newest TXT values of a registration's subdomain (at most 2 rows per subdomain). */
+export interface DnsTxtRecordsTable {
+  subdomain: string;
+  /** Increases with each update of the subdomain; the highest values are the newest. */
+  seq: number;
+  value: string;
+  updated_at: number;
+}
+
 export interface SchemaMigrationsTable {
   version: number;
   name: string;
@@ -113,4 +135,8 @@ export interface Database {
   eab_keys: EabKeysTable;
   eab_uses: EabUsesTable;
   schema_migrations: SchemaMigrationsTable;
+  dns_registrations: DnsRegistrationsTable;
+  dns_txt_records: DnsTxtRecordsTable;
+  /** The DNS tables' own migration ledger (DNS_MIGRATIONS), independent of the ACME schema's. */
+  dns_schema_migrations: SchemaMigrationsTable;
 }
