@@ -52,6 +52,8 @@ export const ServerConfigSchema = z
         backdateSeconds: z.number().int().min(0).max(60).default(60),
         /** Add the clientAuth EKU to every certificate (for mTLS). */
         clientAuth: z.boolean().default(false),
+        /** Accept Ed25519 certificate keys (RFC 8410). Browsers do not; mTLS peers often do. */
+        allowEd25519: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

@@ -95,6 +95,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     clock,
     random,
     backdateMs: config.issuance.backdateSeconds * 1000,
+    allowEd25519: config.issuance.allowEd25519,
   });
   const store = await openStore({ type: config.storage.type, path: dbPathOf(config) });
   const { caa, ...validationConfig } = config.validation;

@@ -202,3 +202,19 @@ test('serials have at least 64 random bits, never a leading zero, and parse back
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('with issuance.allowEd25519, an Ed25519 CSR is issued and openssl verifies the leaf', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-ed25519-'));
+  try {
+    const caDir = path.join(dir, 'ca');
+    await initCa(caDir);
+    const ca = await loadCa(caDir, { allowEd25519: true });
+    const info = await ca.checkCsr(await csr(dir, ['-subj', '/', '-addext', 'subjectAltName=DNS:ed.example.com'], ['-newkey', 'ed25519']));
+    const issued = await ca.sign(ca.plan({ identifiers: info.identifiers, spki: info.spki, clientAuth: true, lifetimeMs: DAY }));
+    assert.match(await verify(dir, ca, caDir, issued.chainPem), /: OK/);
+    const leaf = new x509.X509Certificate(issued.chainPem.split('-----END CERTIFICATE-----')[0] + '-----END CERTIFICATE-----');
+    assert.equal((leaf.publicKey.algorithm as { name: string }).name, 'Ed25519');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -184,6 +184,8 @@ export interface LoadCaOptions {
   random?: Random;
   /** notBefore is moved back by this much; at most 60 s. */
   backdateMs?: number;
+  /** Accept Ed25519 keys in CSRs (RFC 8410); off by default, as public CAs do. */
+  allowEd25519?: boolean;
 }
 
 export async function loadCa(dir: string, opts: LoadCaOptions = {}): Promise<CertificateAuthority> {
@@ -231,6 +233,7 @@ export class CertificateAuthority {
   readonly #clock: Clock;
   readonly #random: Random;
   readonly #backdateMs: number;
+  readonly #allowEd25519: boolean;
 
   constructor(o: {
     rootPem: string;
@@ -242,6 +245,7 @@ export class CertificateAuthority {
     clock?: Clock;
     random?: Random;
     backdateMs?: number;
+    allowEd25519?: boolean;
   }) {
     this.rootPem = o.rootPem;
     this.#intermediate = o.intermediate;
@@ -253,6 +257,7 @@ export class CertificateAuthority {
     this.#clock = o.clock ?? systemClock;
     this.#random = o.random ?? cryptoRandom;
     this.#backdateMs = Math.min(Math.max(o.backdateMs ?? 60_000, 0), 60_000);
+    this.#allowEd25519 = o.allowEd25519 ?? false;
   }
 
   get chainPem(): string {
@@ -273,7 +278,8 @@ export class CertificateAuthority {
     }
     const sigAlg = csr.signatureAlgorithm as { name?: string; hash?: { name?: string } };
     const hash = sigAlg.hash?.name?.toUpperCase() ?? '';
-    if (!['SHA-256', 'SHA-384', 'SHA-512'].includes(hash)) {
+    // Ed25519 has its digest built in (RFC 8032); the key check below decides whether it is accepted.
+    if (sigAlg.name !== 'Ed25519' && !['SHA-256', 'SHA-384', 'SHA-512'].includes(hash)) {
       throw new AcmeProblem('badCSR', `the CSR is signed with ${hash || 'an unknown digest'}; use SHA-256, SHA-384 or SHA-512`);
     }
     const spki = Buffer.from(csr.publicKey.rawData);
@@ -292,8 +298,11 @@ export class CertificateAuthority {
       if (d.namedCurve !== 'prime256v1' && d.namedCurve !== 'secp384r1') {
         throw new AcmeProblem('badCSR', `EC curve ${d.namedCurve ?? 'unknown'} is not supported; use P-256 or P-384`);
       }
-    } else {
-      throw new AcmeProblem('badCSR', `${key.asymmetricKeyType ?? 'this'} keys are not supported; use ECDSA P-256/P-384 or RSA`);
+    } else if (!(key.asymmetricKeyType === 'ed25519' && this.#allowEd25519)) {
+      throw new AcmeProblem(
+        'badCSR',
+        `${key.asymmetricKeyType ?? 'this'} keys are not supported; use ECDSA P-256/P-384 or RSA${key.asymmetricKeyType === 'ed25519' ? ' (this CA does not accept Ed25519)' : ''}`,
+      );
     }
     let ok = false;
     try {
