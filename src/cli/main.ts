@@ -9,6 +9,7 @@ import { loadServerConfig, ConfigError, type ServerConfig } from '../server/conf
 import { caDirOf, dbPathOf, startServer } from '../server/main.js';
 import { describeCa, initCa } from '../server/issuance/ca.js';
 import { openStore } from '../storage/index.js';
+import { registerDnsCommand } from './dns-command.js';
 
 const program = new Command();
 program
@@ -217,6 +218,7 @@ program
     process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
   });
 
+registerDnsCommand(program);
 program.parseAsync(process.argv).catch((e: unknown) => {
   const err = e as Error & { code?: string };
   if (err instanceof ConfigError || err.code === 'CONFIG_INVALID') {
