@@ -9,6 +9,7 @@ import { loadServerConfig, ConfigError, type ServerConfig } from '../server/conf
 import { caDirOf, dbPathOf, startServer } from '../server/main.js';
 import { describeCa, initCa } from '../server/issuance/ca.js';
 import { openStore } from '../storage/index.js';
+import { clientErrorExit, registerClientCommands } from './client-commands.js';
 import { registerDnsCommand } from './dns-command.js';
 
 const program = new Command();
@@ -218,8 +219,15 @@ program
     process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
   });
 
+registerClientCommands(program);
+
 registerDnsCommand(program);
 program.parseAsync(process.argv).catch((e: unknown) => {
+  const client = clientErrorExit(e);
+  if (client) {
+    process.stderr.write(`anvil: ${client.message}\n`);
+    process.exit(client.code);
+  }
   const err = e as Error & { code?: string };
   if (err instanceof ConfigError || err.code === 'CONFIG_INVALID') {
     process.stderr.write(`anvil: ${err.message}\n`);
