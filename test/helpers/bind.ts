@@ -36,7 +36,19 @@ export interface BindTsigKey {
 }
 
 /** `zone`: the zone to serve instead of `anvil.test` (e.g. a second instance for a delegated zone). */
-export async function startBind(opts: { zone?: string; /** Extra TSIG keys allowed to update the zone. */ tsigKeys?: { name: string; algorithm: string; secret?: string }[] } = {}): Promise<Bind> {
+export async function startBind(
+  opts: {
+    zone?: string;
+    /** Extra TSIG keys allowed to update the zone. */
+    tsigKeys?: { name: string; algorithm: string; secret?: string }[];
+    /**
+     * Zones answered by forwarding to other servers ("host port"): turns recursion on for
+     * loopback clients, so a CNAME from the zone into them is followed (like a resolver would).
+     * Use zones outside `test`, which this server is authoritative for.
+     */
+    forwardZones?: Record<string, string[]>;
+  } = {},
+): Promise<Bind> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-bind-'));
   const port = await freePort({ udp: true });
   const zone = opts.zone ?? 'anvil.test';
@@ -61,7 +73,7 @@ options {
   pid-file "${dir}/named.pid";
   listen-on port ${port} { 127.0.0.1; };
   listen-on-v6 { none; };
-  recursion no;
+  recursion ${opts.forwardZones ? 'yes; allow-recursion { 127.0.0.1; }' : 'no'};
   dnssec-validation no;
   notify no;
 };
@@ -69,6 +81,9 @@ controls { };
 zone "${zone}" { type primary; file "${dir}/${zone}.zone"; allow-update { key "anvil-test";${tsigKeys.slice(1).map((k) => ` key "${k.name}";`).join('')} }; };
 // The parent zone, so that CAA lookups climbing the tree get answers instead of REFUSED.
 zone "test" { type primary; file "${dir}/test.zone"; };
+${Object.entries(opts.forwardZones ?? {})
+  .map(([z, servers]) => `zone "${z}" { type forward; forward only; forwarders { ${servers.map((s) => `${s};`).join(' ')} }; };`)
+  .join('\n')}
 `,
   );
   await writeFile(

@@ -4,7 +4,7 @@
  * installs it. Clean-up of every presented challenge runs in `finally`, each with its own timeout.
  */
 import { X509Certificate } from 'node:crypto';
-import type { AuthorizationJson, Identifier, ProblemJson } from '../../protocol/types.js';
+import type { AuthorizationJson, ChallengeJson, Identifier, ProblemJson } from '../../protocol/types.js';
 import type { AcmeApi, Order } from '../api.js';
 import { AcmeClientError, AcmeProblemError } from '../errors.js';
 import { checkToken } from '../solvers/token.js';
@@ -100,6 +100,10 @@ export async function obtainCertificate(api: AcmeApi, o: ObtainOptions): Promise
   let order = await api.newOrder(o.identifiers);
   const presented: Array<{ solver: Solver; ch: ChallengeInput }> = [];
   try {
+    // Every challenge is presented before the CA is asked to look at any of them: a wildcard and
+    // its base name share one TXT name, and a resolver that cached the name with one value would
+    // otherwise make the second validation fail.
+    const pending: Array<{ url: string; challenge: ChallengeJson }> = [];
     for (const url of order.body.authorizations) {
       const az = await api.getAuthorization(url);
       if (az.status === 'valid') continue;
@@ -116,11 +120,15 @@ export async function obtainCertificate(api: AcmeApi, o: ObtainOptions): Promise
         token: checkToken(pick.c.token),
         keyAuthorization: await api.keyAuthorization(pick.c.token),
       };
-      step(`${ch.type} for ${ch.identifier.value}`);
+      step(`${ch.type} for ${ch.wildcard ? '*.' : ''}${ch.identifier.value}`);
       presented.push({ solver: pick.s, ch });
       await pick.s.present(ch);
-      await api.respondChallenge(pick.c);
-      const done = await api.waitAuthorization(url, timeoutMs);
+      pending.push({ url, challenge: pick.c });
+    }
+    // RFC 8555 §7.5.1: the client tells the server each challenge is ready, then polls.
+    for (const p of pending) await api.respondChallenge(p.challenge);
+    for (const p of pending) {
+      const done = await api.waitAuthorization(p.url, timeoutMs);
       if (done.status !== 'valid') throw failure(done);
     }
   } finally {
