@@ -174,6 +174,10 @@ export class AcmeApi {
   async downloadCertificate(url: string): Promise<string> {
     const r = await this.http.post<string>(url, null, this.signer, this.accountUrl);
     const text = r.text.replace(/\r\n/g, '\n');
+    // Every BEGIN line counts, also one nested in or after a CERTIFICATE block or never ended.
+    if ([...text.matchAll(/-----BEGIN ([^\n]*?)-----/g)].some((m) => m[1] !== 'CERTIFICATE')) {
+      throw new AcmeClientError('BAD_RESPONSE', `${url} sent something other than CERTIFICATE blocks; refusing it`);
+    }
     const blocks = text.match(/-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g) ?? [];
     if (blocks.length === 0) throw new AcmeClientError('BAD_RESPONSE', `${url} sent no certificate`);
     if (blocks.some((b) => !b.startsWith('-----BEGIN CERTIFICATE-----'))) {
