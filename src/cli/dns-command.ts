@@ -4,10 +4,14 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { parseCidr } from '../dns/server/cidr.js';
-import { loadDnsServerConfig, dnsDbPathOf } from '../dns/server/config.js';
-import { startDnsServer } from '../dns/server/main.js';
-import { AcmeDnsRegistry } from '../dns/server/registry.js';
-import { openSqliteDnsStore } from '../storage/dns-store.js';
+// The server, its config schema and the database driver load only when a dns command runs, so
+// that every other command starts fast.
+const lazy = {
+  config: () => import('../dns/server/config.js'),
+  main: () => import('../dns/server/main.js'),
+  registry: () => import('../dns/server/registry.js'),
+  store: () => import('../storage/dns-store.js'),
+};
 
 function parseListen(v: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(v);
@@ -68,8 +72,8 @@ export function registerDnsCommand(program: Command): void {
     .option('--api-listen <host:port>', 'acme-dns API address (default 127.0.0.1:8053)', parseListen)
     .addHelpText('after', EXAMPLE)
     .action(async (opts: ServeOpts) => {
-      const config = await loadDnsServerConfig(opts.config, overridesOf(opts));
-      const srv = await startDnsServer(config);
+      const config = await (await lazy.config()).loadDnsServerConfig(opts.config, overridesOf(opts));
+      const srv = await (await lazy.main()).startDnsServer(config);
       const dnsHost = srv.dns.host.includes(':') ? `[${srv.dns.host}]` : srv.dns.host;
       process.stdout.write(
         [
@@ -110,10 +114,11 @@ The credentials (JSON) go to stdout, the CNAME to create to stderr:
   anvil dns register -c anvil-dns.json --domain www.example.com > www.example.com.acme-dns.json`,
     )
     .action(async (opts: ServeOpts & { allowFrom: string[]; domain?: string }) => {
+      const { loadDnsServerConfig, dnsDbPathOf } = await lazy.config();
       const config = await loadDnsServerConfig(opts.config, overridesOf(opts));
-      const store = await openSqliteDnsStore(dnsDbPathOf(config));
+      const store = await (await lazy.store()).openSqliteDnsStore(dnsDbPathOf(config));
       try {
-        const creds = await new AcmeDnsRegistry(store, config.zone).register(opts.allowFrom);
+        const creds = await new (await lazy.registry()).AcmeDnsRegistry(store, config.zone).register(opts.allowFrom);
         process.stdout.write(`${JSON.stringify(creds, null, 2)}\n`);
         const owner = opts.domain ? `_acme-challenge.${opts.domain.toLowerCase().replace(/^\*\./, '').replace(/\.$/, '')}` : '_acme-challenge.<your domain>';
         process.stderr.write(
