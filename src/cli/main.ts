@@ -23,7 +23,10 @@ program
   .name('anvil')
   .description('Anvil: a private ACME certificate authority, an ACME client, and a certificate inventory.')
   .version('0.1.0')
-  .showHelpAfterError('(run with --help for usage)');
+  .showHelpAfterError('(run with --help for usage)')
+  // Usage errors (unknown option, missing argument, bad value) exit with 2, as documented; help
+  // and --version with 0. Inherited by every subcommand defined below.
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 function parseListen(v: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(v);

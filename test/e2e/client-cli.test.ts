@@ -225,6 +225,8 @@ describe('anvil client CLI', { timeout: 300_000, skip: missingTools('named', 'ns
       ['an unknown key type', ['issue', '-d', 'x.anvil.test', '--http', '--key-type', 'dsa'], 2, /--key-type dsa: use one of/],
       ['terms of service not agreed', ['issue', '-d', 'x.anvil.test', ...['--http', '--http-port', '1']], 2, /--agree-tos/],
       ['an unknown DNS provider', ['issue', '-d', 'x.anvil.test', '--dns', 'nosuch'], 2, /nosuch/],
+      ['an unknown flag', ['issue', '-d', 'x.anvil.test', '--htp'], 2, /unknown option '--htp'/],
+      ['a bad port', ['issue', '-d', 'x.anvil.test', '--http', '--http-port', '80000'], 2, /port number/],
     ];
     for (const [what, args, code, msg] of cases) {
       test(`${what}: exit ${code} and a message that says what to do`, async () => {
