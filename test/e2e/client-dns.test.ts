@@ -1,11 +1,13 @@
 /**
  * `anvil issue --dns ...` end to end against a running `anvil server`: RFC 2136 with TSIG into a
- * real BIND 9 (a wildcard and its base name at once), lego's exec contract, and CNAME delegation of
+ * real BIND 9 (a wildcard and its base name at once), lego's exec and httpreq contracts, and CNAME delegation of
  * `_acme-challenge` from BIND to a running `anvil dns` through the acme-dns provider.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -127,6 +129,38 @@ describe('anvil issue with dns-01', { timeout: 300_000, skip: missingTools('name
     });
     assert.equal(r.code, 0, r.out);
     await check('exec.anvil.test', ['exec.anvil.test']);
+  });
+
+  test("httpreq, with lego's JSON contract and basic auth, served by an endpoint that updates BIND", async () => {
+    const seen: string[] = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        if (req.headers.authorization !== `Basic ${Buffer.from('acme:s3cret').toString('base64')}`) return void res.writeHead(401).end();
+        const { fqdn, value } = JSON.parse(body) as { fqdn: string; value: string };
+        seen.push(`${req.url} ${fqdn}`);
+        const op = req.url === '/dns/present' ? 'add' : 'delete';
+        bind.nsupdate([`update ${op} ${fqdn} 5 TXT "${value}"`]).then(
+          () => res.writeHead(200).end(),
+          () => res.writeHead(500).end(),
+        );
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const r = await issue(['-d', 'httpreq.anvil.test', '--dns', 'httpreq', '--dns-ns-port', String(bind.port)], {
+        HTTPREQ_ENDPOINT: `http://127.0.0.1:${(server.address() as AddressInfo).port}/dns`,
+        HTTPREQ_USERNAME: 'acme',
+        HTTPREQ_PASSWORD: 's3cret',
+      });
+      assert.equal(r.code, 0, r.out);
+      await check('httpreq.anvil.test', ['httpreq.anvil.test']);
+      assert.deepEqual(seen, ['/dns/present _acme-challenge.httpreq.anvil.test.', '/dns/cleanup _acme-challenge.httpreq.anvil.test.']);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   test('acme-dns through anvil dns: the first run names the CNAME to create, the second follows it and succeeds', async () => {
