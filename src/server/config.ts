@@ -2,9 +2,8 @@
  * `anvil server` configuration: one schema, validated at start-up with errors that name the field,
  * then frozen. Every field is optional with a safe default, so old config files keep working.
  */
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { z } from 'zod';
+import { ConfigError, deepFreeze, parseConfig, readConfigFile } from '../lib/config-file.js';
 
 const keyAlgorithm = z.enum(['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096']);
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
@@ -171,67 +170,14 @@ export const ServerConfigSchema = z
 
 export type ServerConfig = z.output<typeof ServerConfigSchema>;
 
-export class ConfigError extends Error {
-  readonly code = 'CONFIG_INVALID';
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
-
-function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object') {
-    for (const v of Object.values(o)) deepFreeze(v);
-    Object.freeze(o);
-  }
-  return o;
-}
+export { ConfigError };
 
 /** Validates a raw config object; errors name each bad field ("validation.httpPort: ..."). */
 export function parseServerConfig(raw: unknown, source = 'config'): ServerConfig {
-  const r = ServerConfigSchema.safeParse(raw ?? {});
-  if (!r.success) {
-    const lines = r.error.issues.map((i) => {
-      const field = i.path.length ? i.path.join('.') : '(top level)';
-      return `  ${field}: ${i.message}`;
-    });
-    throw new ConfigError(`invalid ${source}:\n${lines.join('\n')}`);
-  }
-  return deepFreeze(r.data);
+  return deepFreeze(parseConfig(ServerConfigSchema, raw, source));
 }
 
+/** Reads a JSON config file (a relative dataDir is relative to it); `overrides` are merged over it. */
 export async function loadServerConfig(file: string | undefined, overrides: Record<string, unknown> = {}): Promise<ServerConfig> {
-  let raw: Record<string, unknown> = {};
-  if (file) {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (e) {
-      throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
-    }
-    try {
-      raw = JSON.parse(text) as Record<string, unknown>;
-    } catch (e) {
-      throw new ConfigError(`config file ${file} is not valid JSON: ${(e as Error).message}`);
-    }
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`config file ${file} must hold a JSON object`);
-    // A relative dataDir in a config file is relative to the file.
-    if (typeof raw.dataDir === 'string' && !path.isAbsolute(raw.dataDir)) {
-      raw.dataDir = path.resolve(path.dirname(file), raw.dataDir);
-    }
-  }
-  return parseServerConfig(mergeDeep(raw, overrides), file ?? 'configuration');
-}
-
-function mergeDeep(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...a };
-  for (const [k, v] of Object.entries(b)) {
-    if (v === undefined) continue;
-    const cur = out[k];
-    out[k] =
-      v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' && !Array.isArray(cur)
-        ? mergeDeep(cur as Record<string, unknown>, v as Record<string, unknown>)
-        : v;
-  }
-  return out;
+  return parseServerConfig(await readConfigFile(file, overrides, ['dataDir']), file ?? 'configuration');
 }

@@ -10,11 +10,9 @@
  *   makes it the newest without evicting the other one.
  * - `getTxt` returns the values newest first, or `null` when the subdomain is not registered.
  */
-import { chmod, mkdir } from 'node:fs/promises';
-import path from 'node:path';
-import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
-import { DNS_MIGRATIONS, migrate } from './migrations.js';
+import type { Kysely } from 'kysely';
+import { DNS_MIGRATIONS } from './migrations.js';
+import { openSqliteDatabase } from './sqlite.js';
 import type { Database as Schema } from './schema.js';
 
 /** acme-dns keeps two values per name: a wildcard and its base name validate at the same time. */
@@ -135,25 +133,6 @@ export class KyselyDnsStore implements DnsStore {
  * that `anvil dns register` can write while the server runs. Runs DNS_MIGRATIONS.
  */
 export async function openSqliteDnsStore(file: string): Promise<DnsStore> {
-  if (file !== ':memory:') await mkdir(path.dirname(path.resolve(file)), { recursive: true, mode: 0o700 });
-  const sqlite = new Database(file);
-  try {
-    // Holds password hashes: owner only.
-    if (file !== ':memory:') await chmod(file, 0o600);
-    sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma('synchronous = FULL');
-    sqlite.pragma('foreign_keys = ON');
-    sqlite.pragma('busy_timeout = 5000');
-  } catch (e) {
-    sqlite.close();
-    throw e;
-  }
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
-  try {
-    await migrate(db, DNS_MIGRATIONS, 'dns_schema_migrations');
-  } catch (e) {
-    await db.destroy();
-    throw e;
-  }
+  const db = await openSqliteDatabase(file, DNS_MIGRATIONS, 'dns_schema_migrations');
   return new KyselyDnsStore(db);
 }

@@ -8,15 +8,24 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
 import { KyselyStore } from './kysely-store.js';
-import { migrate } from './migrations.js';
+import { MIGRATIONS, migrate, type Migration, type MigrationLedger } from './migrations.js';
 import type { Database as Schema } from './schema.js';
 import type { Store } from './store.js';
 
-export async function openSqliteStore(file: string): Promise<Store> {
+/**
+ * Opens (creating if needed) a SQLite database set up as every Anvil database is: file 0600 in a
+ * 0700 directory (it holds secrets or their hashes), WAL, synchronous=FULL, foreign keys, a busy
+ * timeout; then runs `migrations`, recorded in the `ledger` table.
+ */
+export async function openSqliteDatabase(
+  file: string,
+  migrations: readonly Migration[] = MIGRATIONS,
+  ledger: MigrationLedger = 'schema_migrations',
+): Promise<Kysely<Schema>> {
   if (file !== ':memory:') await mkdir(path.dirname(path.resolve(file)), { recursive: true, mode: 0o700 });
   const sqlite = new Database(file);
   try {
-    // The database holds EAB HMAC keys: owner only. WAL and SHM files inherit this mode.
+    // WAL and SHM files inherit this mode.
     if (file !== ':memory:') await chmod(file, 0o600);
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = FULL');
@@ -28,10 +37,15 @@ export async function openSqliteStore(file: string): Promise<Store> {
   }
   const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
   try {
-    await migrate(db);
+    await migrate(db, migrations, ledger);
   } catch (e) {
     await db.destroy();
     throw e;
   }
-  return new KyselyStore(db);
+  return db;
+}
+
+/** The CA's store (it holds EAB HMAC keys). */
+export async function openSqliteStore(file: string): Promise<Store> {
+  return new KyselyStore(await openSqliteDatabase(file));
 }

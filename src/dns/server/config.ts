@@ -3,10 +3,10 @@
  * field, then frozen. Only `zone` and `nsNames` are required; every other field has a safe default.
  * docs/anvil-dns.md documents each field.
  */
-import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
+import { ConfigError, deepFreeze, parseConfig, readConfigFile } from '../../lib/config-file.js';
 import { parseCidr } from './cidr.js';
 
 const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
@@ -138,30 +138,12 @@ export const DnsServerConfigSchema = z
 
 export type DnsServerConfig = z.output<typeof DnsServerConfigSchema>;
 
-export class DnsConfigError extends Error {
-  readonly code = 'CONFIG_INVALID';
-  constructor(message: string) {
-    super(message);
-    this.name = 'DnsConfigError';
-  }
-}
-
-function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object') {
-    for (const v of Object.values(o)) deepFreeze(v);
-    Object.freeze(o);
-  }
-  return o;
-}
+/** Config errors of `anvil dns` (the same class as the server's: code CONFIG_INVALID). */
+export { ConfigError as DnsConfigError };
 
 /** Validates a raw config object; errors name each bad field ("dnsListen.port: ..."). */
 export function parseDnsServerConfig(raw: unknown, source = 'config'): DnsServerConfig {
-  const r = DnsServerConfigSchema.safeParse(raw ?? {});
-  if (!r.success) {
-    const lines = r.error.issues.map((i) => `  ${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`);
-    throw new DnsConfigError(`invalid ${source}:\n${lines.join('\n')}`);
-  }
-  const c = r.data;
+  const c = parseConfig(DnsServerConfigSchema, raw, source);
   // Normalise names once, so the rest of the code compares lower-case names without trailing dots.
   c.nsAddresses = Object.fromEntries(Object.entries(c.nsAddresses).map(([k, v]) => [k.toLowerCase().replace(/\.$/, ''), v]));
   c.records = c.records.map((x) => ({
@@ -172,44 +154,9 @@ export function parseDnsServerConfig(raw: unknown, source = 'config'): DnsServer
   return deepFreeze(c);
 }
 
-/** Reads a JSON config file; `overrides` (from command-line flags) are merged over it. */
+/** Reads a JSON config file (relative paths are relative to it); `overrides` are merged over it. */
 export async function loadDnsServerConfig(file: string | undefined, overrides: Record<string, unknown> = {}): Promise<DnsServerConfig> {
-  let raw: Record<string, unknown> = {};
-  if (file) {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (e) {
-      throw new DnsConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
-    }
-    try {
-      raw = JSON.parse(text) as Record<string, unknown>;
-    } catch (e) {
-      throw new DnsConfigError(`config file ${file} is not valid JSON: ${(e as Error).message}`);
-    }
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new DnsConfigError(`config file ${file} must hold a JSON object`);
-    // Relative paths in a config file are relative to the file.
-    const dir = path.dirname(file);
-    if (typeof raw.dataDir === 'string' && !path.isAbsolute(raw.dataDir)) raw.dataDir = path.resolve(dir, raw.dataDir);
-    const tls = raw.apiTls as Record<string, unknown> | undefined;
-    if (tls && typeof tls === 'object') {
-      for (const k of ['cert', 'key']) if (typeof tls[k] === 'string' && !path.isAbsolute(tls[k])) tls[k] = path.resolve(dir, tls[k]);
-    }
-  }
-  return parseDnsServerConfig(mergeDeep(raw, overrides), file ?? 'configuration');
-}
-
-function mergeDeep(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...a };
-  for (const [k, v] of Object.entries(b)) {
-    if (v === undefined) continue;
-    const cur = out[k];
-    out[k] =
-      v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' && !Array.isArray(cur)
-        ? mergeDeep(cur as Record<string, unknown>, v as Record<string, unknown>)
-        : v;
-  }
-  return out;
+  return parseDnsServerConfig(await readConfigFile(file, overrides, ['dataDir', 'apiTls.cert', 'apiTls.key']), file ?? 'configuration');
 }
 
 /** The database file of a config. */
