@@ -145,6 +145,11 @@ async function eabFrom(o: { eabKid?: string; eabHmacKey?: string; eabHmacKeyFile
   return { kid: o.eabKid, hmacKey: key.replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_') };
 }
 
+/** `-m ops@example.com` as an ACME contact URL (RFC 8555 §7.3: mailto:). */
+function mailtos(emails: string[] = []): string[] {
+  return emails.map((e) => (e.startsWith('mailto:') ? e : `mailto:${e}`));
+}
+
 function parseIdentifiers(values: string[]): Identifier[] {
   const out: Identifier[] = [];
   for (const v of values) {
@@ -337,7 +342,7 @@ async function issue(o: IssueOpts): Promise<void> {
       http,
       name: o.account,
       create: {
-        contact: (o.email ?? []).map((e) => (e.startsWith('mailto:') ? e : `mailto:${e}`)),
+        contact: mailtos(o.email),
         agreeTos: Boolean(o.agreeTos),
         ...(eab ? { eab } : {}),
         alg: o.accountKeyType,
@@ -492,7 +497,7 @@ ${EXIT_HELP}`,
         http,
         name: o.account,
         create: {
-          contact: (o.email ?? []).map((e) => (e.startsWith('mailto:') ? e : `mailto:${e}`)),
+          contact: mailtos(o.email),
           agreeTos: Boolean(o.agreeTos),
           ...(eab ? { eab } : {}),
           alg: o.keyType,
@@ -520,7 +525,7 @@ ${EXIT_HELP}`,
       .option('-m, --email <address>', 'contact (repeatable); none removes all', collect),
   ).action(async (o: ClientOpts & { email?: string[] }) => {
     await withAccount(o, async (api, store, acc) => {
-      const contact = (o.email ?? []).map((e) => (e.startsWith('mailto:') ? e : `mailto:${e}`));
+      const contact = mailtos(o.email);
       const r = await api.updateAccount({ contact });
       const saved = { ...acc, contact: r.body.contact ?? contact };
       await store.save(saved);
