@@ -8,6 +8,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import type { ServerConfig } from '../server/config.js';
 import { clientErrorExit, registerClientCommands } from './client-commands.js';
 import { registerDnsCommand } from './dns-command.js';
+import { registerInstallCommand } from './install-command.js';
+import { registerRenewCommand } from './renew-command.js';
 
 // Heavy modules (the server, its database driver, X.509) load only for the commands that use
 // them: every command starts faster, the client's most of all.
@@ -229,8 +231,10 @@ program
   });
 
 registerClientCommands(program);
-
+registerRenewCommand(program);
+registerInstallCommand(program);
 registerDnsCommand(program);
+
 program.parseAsync(process.argv).catch((e: unknown) => {
   const client = clientErrorExit(e);
   if (client) {

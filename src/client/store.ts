@@ -195,12 +195,44 @@ export interface LineageConfig {
   /** Absolute path of the CSR the user brought, if any. */
   csrFile?: string;
   solver: SolverConfig;
-  /** Programs (argument vectors, never shell strings) run around installation (issue 4). */
+  /**
+   * Programs (argument vectors, never shell strings) run around a renewal: `pre` before the order,
+   * `post` after it whatever the outcome, `deploy` after a new version went live (src/client/hooks.ts).
+   */
   hooks?: { pre?: string[][]; post?: string[][]; deploy?: string[][] };
+  /** Certificate profile asked for in newOrder (draft-ietf-acme-profiles), if any. */
+  profile?: string;
+  /**
+   * Other CAs to try, in order, after repeated failures at `server` (src/client/renewal). Each has
+   * its own account in the account store.
+   */
+  fallback?: Array<{ server: string; account: string; caBundle?: string; profile?: string }>;
+  /** Where the lineage is installed; re-verified after each renewal (src/client/install). */
+  installers?: InstallerConfig[];
+  /** Programs run when a renewal of this lineage fails (argument vectors; env as for hooks). */
+  notify?: string[][];
   /** Extra trusted roots (PEM file) for a private CA. */
   caBundle?: string;
   createdAt: string;
   updatedAt: string;
+}
+
+/** An installation of a lineage (written by `anvil install`). */
+export interface InstallerConfig {
+  type: 'nginx';
+  /** The nginx config file holding the server block. */
+  conf: string;
+  /** The server block's server_name (to pick the block when the file has several). */
+  serverName?: string;
+  /** host:port to connect to after a reload, to check the new certificate is served. */
+  verify?: string;
+  /** SNI name sent when verifying (default: the lineage's first DNS name). */
+  sni?: string;
+  /** nginx binary (default: nginx on PATH). */
+  nginx?: string;
+  /** Argument vectors: the config test and the reload (defaults: nginx -t, nginx -s reload). */
+  test?: string[];
+  reload?: string[];
 }
 
 export interface LineageFiles {
