@@ -24,7 +24,13 @@ export type ClientErrorCode =
   /** A local file or directory of the store could not be read or written. */
   | 'STORE'
   /** Another process holds the lineage's lock. */
-  | 'LOCKED';
+  | 'LOCKED'
+  /** A pre, post, deploy or notify hook failed (non-zero exit, signal, or timeout). */
+  | 'HOOK'
+  /** An installer (anvil install nginx) failed: config test, reload or the TLS check; it rolled back. */
+  | 'INSTALL'
+  /** A revocation check (OCSP or CRL) could not give an answer. */
+  | 'REVOCATION_CHECK';
 
 export class AcmeClientError extends Error {
   readonly code: ClientErrorCode;
