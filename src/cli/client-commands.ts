@@ -82,7 +82,7 @@ function collect(v: string, prev: string[] = []): string[] {
   return [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
 }
 
-interface ClientOpts {
+export interface ClientOpts {
   server: string;
   caBundle?: string;
   store?: string;
@@ -92,7 +92,7 @@ interface ClientOpts {
   insecureLocalhost?: boolean;
 }
 
-function addClientOptions(c: Command): Command {
+export function addClientOptions(c: Command): Command {
   return c
     .addOption(
       new Option('-s, --server <url|name>', `ACME directory URL, or one of: ${Object.keys(KNOWN_CAS).join(', ')}`)
@@ -109,12 +109,12 @@ function addClientOptions(c: Command): Command {
 }
 
 /** Progress for multi-step work: on a terminal only, on stderr. */
-function progress(o: ClientOpts): (msg: string) => void {
+export function progress(o: ClientOpts): (msg: string) => void {
   if (o.quiet || o.json || !process.stderr.isTTY) return () => undefined;
   return (msg) => process.stderr.write(`  ${msg}\n`);
 }
 
-async function makeHttp(o: ClientOpts, caBundle?: string): Promise<AcmeHttp> {
+export async function makeHttp(o: ClientOpts, caBundle?: string): Promise<AcmeHttp> {
   const bundle = caBundle ?? o.caBundle;
   let ca: string | undefined;
   if (bundle) {
@@ -128,11 +128,11 @@ async function makeHttp(o: ClientOpts, caBundle?: string): Promise<AcmeHttp> {
   return new AcmeHttp(o.server, { ...(ca ? { ca } : {}), allowInsecure: Boolean(o.insecureLocalhost), userAgent: 'anvil/0.1' });
 }
 
-function storeRoot(o: ClientOpts): string {
+export function storeRoot(o: ClientOpts): string {
   return o.store ? path.resolve(o.store) : defaultStoreRoot();
 }
 
-function out(o: ClientOpts, json: unknown, text: string): void {
+export function out(o: ClientOpts, json: unknown, text: string): void {
   process.stdout.write(o.json ? `${JSON.stringify(json, null, 2)}\n` : text);
 }
 
