@@ -10,6 +10,8 @@ export const ACME_ERROR_PREFIX = 'urn:ietf:params:acme:error:';
 /** Every problem type Anvil emits, with the HTTP status it is served with. */
 export const PROBLEM_TYPES = {
   accountDoesNotExist: 400,
+  /** RFC 9773 §7.4: the certificate named in "replaces" was already replaced. */
+  alreadyReplaced: 409,
   alreadyRevoked: 400,
   badCSR: 400,
   badNonce: 400,
@@ -22,6 +24,8 @@ export const PROBLEM_TYPES = {
   dns: 400,
   externalAccountRequired: 403,
   incorrectResponse: 403,
+  /** draft-ietf-acme-profiles: the order names a profile this CA does not offer. */
+  invalidProfile: 400,
   invalidContact: 400,
   malformed: 400,
   orderNotReady: 403,

@@ -24,12 +24,22 @@ export interface Directory {
   newAuthz?: string;
   revokeCert: string;
   keyChange: string;
+  /** RFC 9773 §3: the ACME Renewal Information base URL (GET <renewalInfo>/<certID>). */
+  renewalInfo?: string;
   meta?: {
     termsOfService?: string;
     website?: string;
     caaIdentities?: string[];
     externalAccountRequired?: boolean;
+    /** draft-ietf-acme-profiles: profile name -> human-readable description. */
+    profiles?: Record<string, string>;
   };
+}
+
+/** RFC 9773 §4.2: the body of a renewalInfo response. */
+export interface RenewalInfoJson {
+  suggestedWindow: { start: string; end: string };
+  explanationURL?: string;
 }
 
 export interface ProblemJson {
@@ -58,6 +68,10 @@ export interface OrderJson {
   authorizations: string[];
   finalize: string;
   certificate?: string;
+  /** draft-ietf-acme-profiles. */
+  profile?: string;
+  /** RFC 9773 §5: the certID of the certificate this order replaces. */
+  replaces?: string;
 }
 
 export interface ChallengeJson {
