@@ -53,6 +53,24 @@ export const ServerConfigSchema = z
         clientAuth: z.boolean().default(false),
         /** Accept Ed25519 certificate keys (RFC 8410). Browsers do not; mTLS peers often do. */
         allowEd25519: z.boolean().default(false),
+        /**
+         * Certificate profiles (draft-ietf-acme-profiles) besides, or redefining, the built-ins
+         * classic, tlsserver, shortlived and mtls (src/server/issuance/profiles.ts).
+         */
+        profiles: z
+          .record(
+            z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'profile names are lower-case letters, digits, ".", "_" and "-"'),
+            z
+              .object({
+                description: z.string().min(1).max(500),
+                lifetimeDays: z.number().min(0.0007).max(3650),
+                extendedKeyUsages: z.array(z.enum(['serverAuth', 'clientAuth'])).min(1),
+              })
+              .strict(),
+          )
+          .default({}),
+        /** The profile of orders that name none. */
+        defaultProfile: z.string().min(1).default('classic'),
       })
       .strict()
       .prefault({}),
@@ -75,6 +93,15 @@ export const ServerConfigSchema = z
         ordersPageSize: z.number().int().min(1).max(1000).default(100),
         nonceLifetimeSeconds: z.number().int().min(10).max(86400).default(3600),
         maxContacts: z.number().int().min(0).max(100).default(10),
+        /** RFC 9773 renewal information: how long clients should wait before asking again. */
+        renewalInfo: z
+          .object({
+            retryAfterSeconds: z.number().int().min(1).max(7 * 86400).default(21600),
+            /** Shown to clients as explanationURL (e.g. an incident page after `anvil ca renew-early`). */
+            explanationUrl: z.url().optional(),
+          })
+          .strict()
+          .prefault({}),
         /** Maximum request body in bytes; larger bodies are refused before parsing. */
         maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
         identifierPolicy: z
@@ -123,6 +150,31 @@ export const ServerConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Revocation status: CRLs (RFC 5280) and an OCSP responder (RFC 6960), both served by the server. */
+    revocation: z
+      .object({
+        /** Write a CRL distribution point (and, with ocsp.enabled, an OCSP URL) into every certificate. */
+        crl: z
+          .object({
+            enabled: z.boolean().default(true),
+            /** nextUpdate is this long after thisUpdate. */
+            validityHours: z.number().min(0.1).max(24 * 30).default(24),
+            /** The CRL is signed again this often even with no revocation (and on every revocation). */
+            refreshMinutes: z.number().min(0.1).max(24 * 60).default(60),
+          })
+          .strict()
+          .prefault({}),
+        ocsp: z
+          .object({
+            enabled: z.boolean().default(true),
+            /** nextUpdate of OCSP responses. */
+            validityHours: z.number().min(0.1).max(24 * 7).default(24),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
     storage: z
       .object({
         type: z.literal('sqlite').default('sqlite'),
@@ -161,6 +213,14 @@ export const ServerConfigSchema = z
         code: 'custom',
         path: ['testing', 'authzReusePercent'],
         message: 'needs acme.authzReuseDays > 0 (0 switches authorization reuse off)',
+      });
+    }
+    const profileNames = new Set(['classic', 'tlsserver', 'shortlived', 'mtls', ...Object.keys(c.issuance.profiles)]);
+    if (!profileNames.has(c.issuance.defaultProfile)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['issuance', 'defaultProfile'],
+        message: `"${c.issuance.defaultProfile}" is not a profile; use one of ${[...profileNames].join(', ')}`,
       });
     }
     if (c.validation.caa.enabled && !c.acme.caaIdentities?.length) {

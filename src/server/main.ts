@@ -17,6 +17,7 @@ import { Authority } from './authority/authority.js';
 import type { ServerConfig } from './config.js';
 import { faultsActive } from './authority/testing-faults.js';
 import { caExists, initCa, loadCa } from './issuance/ca.js';
+import { Profiles } from './issuance/profiles.js';
 import { createValidator } from './validation/index.js';
 import type { Validator } from './validation/types.js';
 
@@ -90,8 +91,17 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   const scheme = config.tls.enabled ? 'https' : 'http';
   const baseUrl = (config.baseUrl ?? `${scheme}://${hostForUrl(config.listen.host)}:${port}`).replace(/\/+$/, '');
 
+  const profiles = new Profiles({
+    lifetimeDays: config.issuance.lifetimeDays,
+    clientAuth: config.issuance.clientAuth,
+    profiles: config.issuance.profiles,
+    defaultProfile: config.issuance.defaultProfile,
+  });
+  const P = paths();
   const ca = await loadCa(caDir, {
-    issuerUrl: `${baseUrl}/ca/intermediate.der`,
+    issuerUrl: `${baseUrl}${P.issuer}`,
+    ...(config.revocation.crl.enabled ? { crlUrl: `${baseUrl}${P.crl}` } : {}),
+    ...(config.revocation.ocsp.enabled ? { ocspUrl: `${baseUrl}${P.ocsp}` } : {}),
     clock,
     random,
     backdateMs: config.issuance.backdateSeconds * 1000,
@@ -115,8 +125,9 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     config: {
       ...config.acme,
       identifierPolicy: config.acme.identifierPolicy,
-      leafLifetimeDays: config.issuance.lifetimeDays,
-      clientAuth: config.issuance.clientAuth,
+      profiles,
+      renewalInfoRetryAfterSeconds: config.acme.renewalInfo.retryAfterSeconds,
+      renewalInfoExplanationUrl: config.acme.renewalInfo.explanationUrl,
       validationConcurrency: config.validation.concurrency,
       caaRecheckAfterHours: config.validation.caa.recheckAfterHours,
       authzReusePercent: testing?.authzReusePercent,
@@ -141,6 +152,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       ...(config.acme.website ? { website: config.acme.website } : {}),
       ...(config.acme.caaIdentities ? { caaIdentities: [...config.acme.caaIdentities] } : {}),
       externalAccountRequired: config.acme.externalAccountRequired,
+      profiles: profiles.descriptions(),
     },
     maxBodyBytes: config.acme.maxBodyBytes,
     eabKey: async (kid) => {

@@ -11,10 +11,13 @@ import type {
   AccountRecord,
   AuthzRecord,
   CertificateRecord,
+  CertificateSelector,
   ChallengeRecord,
+  CrlRecord,
   EabKeyRecord,
   OrderRecord,
   Page,
+  RevokedEntry,
   Store,
   StoreTx,
 } from './store.js';
@@ -120,6 +123,8 @@ export class KyselyStoreTx implements StoreTx {
       authzIds: links.map((l) => l.authz_id),
       certificateId: r.certificate_id,
       createdAt: date(r.created_at)!,
+      profile: r.profile,
+      replaces: r.replaces,
     };
   }
 
@@ -137,6 +142,8 @@ export class KyselyStoreTx implements StoreTx {
         error: json(o.error),
         certificate_id: o.certificateId,
         created_at: o.createdAt.getTime(),
+        profile: o.profile,
+        replaces: o.replaces,
       })
       .execute();
     if (o.authzIds.length) {
@@ -393,6 +400,9 @@ export class KyselyStoreTx implements StoreTx {
       revokedAt: date(r.revoked_at),
       revocationReason: r.revocation_reason,
       createdAt: date(r.created_at)!,
+      profile: r.profile,
+      replacesId: r.replaces_id,
+      renewalWindow: r.ari_start !== null && r.ari_end !== null ? { start: date(r.ari_start)!, end: date(r.ari_end)! } : null,
     };
   }
 
@@ -415,6 +425,10 @@ export class KyselyStoreTx implements StoreTx {
         revoked_at: ms(c.revokedAt),
         revocation_reason: c.revocationReason,
         created_at: c.createdAt.getTime(),
+        profile: c.profile,
+        replaces_id: c.replacesId,
+        ari_start: ms(c.renewalWindow?.start),
+        ari_end: ms(c.renewalWindow?.end),
       })
       .execute();
   }
@@ -460,6 +474,61 @@ export class KyselyStoreTx implements StoreTx {
   async countCertificates(): Promise<number> {
     const r = await this.db.selectFrom('certificates').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst();
     return Number(r?.n ?? 0);
+  }
+
+  async getCertificateReplacing(id: string): Promise<CertificateRecord | null> {
+    const r = await this.db.selectFrom('certificates').selectAll().where('replaces_id', '=', id).orderBy('created_at').executeTakeFirst();
+    return r ? this.#certificate(r) : null;
+  }
+
+  async setRenewalWindow(selector: CertificateSelector, window: { start: Date; end: Date }, now: Date): Promise<number> {
+    let q = this.db
+      .updateTable('certificates')
+      .set({ ari_start: window.start.getTime(), ari_end: window.end.getTime() })
+      .where('status', '=', 'issued')
+      .where('revoked_at', 'is', null)
+      .where('not_after', '>', now.getTime());
+    if ('serials' in selector) {
+      if (selector.serials.length === 0) return 0;
+      q = q.where('serial', 'in', selector.serials);
+    } else if ('issuedBefore' in selector) {
+      q = q.where('issued_at', '<', selector.issuedBefore.getTime());
+    }
+    const r = await q.executeTakeFirst();
+    return Number(r.numUpdatedRows ?? 0n);
+  }
+
+  async listRevoked(notAfterAfter: Date, limit: number): Promise<RevokedEntry[]> {
+    const rows = await this.db
+      .selectFrom('certificates')
+      .select(['serial', 'revoked_at', 'revocation_reason', 'not_after'])
+      .where('revoked_at', 'is not', null)
+      .where('not_after', '>', notAfterAfter.getTime())
+      .orderBy('revoked_at')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ serial: r.serial, revokedAt: date(r.revoked_at)!, reason: r.revocation_reason ?? 0, notAfter: date(r.not_after)! }));
+  }
+
+  async getCrl(issuer: string): Promise<CrlRecord | null> {
+    const r = await this.db.selectFrom('crls').selectAll().where('issuer', '=', issuer).executeTakeFirst();
+    if (!r) return null;
+    return { issuer: r.issuer, number: Number(r.number), thisUpdate: date(r.this_update)!, nextUpdate: date(r.next_update)!, der: Buffer.from(r.der) };
+  }
+
+  async putCrl(crl: CrlRecord, expectNumber: number | null): Promise<boolean> {
+    const values = { number: crl.number, this_update: crl.thisUpdate.getTime(), next_update: crl.nextUpdate.getTime(), der: crl.der };
+    if (expectNumber === null) {
+      // Insert if absent; a concurrent insert of the same issuer loses on the primary key.
+      const r = await this.db
+        .insertInto('crls')
+        .values({ issuer: crl.issuer, ...values })
+        .onConflict((oc) => oc.column('issuer').doNothing())
+        .executeTakeFirst();
+      return (r.numInsertedOrUpdatedRows ?? 0n) > 0n;
+    }
+    const r = await this.db.updateTable('crls').set(values).where('issuer', '=', crl.issuer).where('number', '=', expectNumber).executeTakeFirst();
+    return changed(r);
   }
 
   // ------------------------------------------------------------ EAB

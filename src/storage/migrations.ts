@@ -131,6 +131,30 @@ export const MIGRATIONS: readonly Migration[] = [
       await s.createIndex('eab_uses_kid').on('eab_uses').column('kid').execute();
     },
   },
+  {
+    version: 2,
+    name: 'profiles, renewal information (replaces, operator windows) and CRLs',
+    async up(db) {
+      const s = db.schema;
+      // One column per statement: SQLite's ALTER TABLE adds one at a time.
+      await s.alterTable('orders').addColumn('profile', 'text').execute();
+      await s.alterTable('orders').addColumn('replaces', 'text').execute();
+      await s.alterTable('certificates').addColumn('profile', 'text').execute();
+      await s.alterTable('certificates').addColumn('replaces_id', 'text').execute();
+      await s.alterTable('certificates').addColumn('ari_start', 'bigint').execute();
+      await s.alterTable('certificates').addColumn('ari_end', 'bigint').execute();
+      await s.createIndex('certificates_replaces').on('certificates').column('replaces_id').execute();
+      await s.createIndex('certificates_revoked').on('certificates').columns(['revoked_at', 'not_after']).execute();
+      await s
+        .createTable('crls')
+        .addColumn('issuer', 'text', (c) => c.primaryKey())
+        .addColumn('number', 'bigint', (c) => c.notNull())
+        .addColumn('this_update', 'bigint', (c) => c.notNull())
+        .addColumn('next_update', 'bigint', (c) => c.notNull())
+        .addColumn('der', 'blob', (c) => c.notNull())
+        .execute();
+    },
+  },
 ];
 
 /** The tables of `anvil dns` (src/storage/dns-store.ts), migrated with `migrate(db, DNS_MIGRATIONS, 'dns_schema_migrations')`. */

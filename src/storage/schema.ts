@@ -24,6 +24,10 @@ export interface OrdersTable {
   error: string | null;
   certificate_id: string | null;
   created_at: number;
+  /** Migration 2: the profile asked for (draft-ietf-acme-profiles), null for the default. */
+  profile: string | null;
+  /** Migration 2: the certID (RFC 9773 §4.1) of the certificate this order replaces. */
+  replaces: string | null;
 }
 
 export interface OrderAuthzsTable {
@@ -73,6 +77,21 @@ export interface CertificatesTable {
   revoked_at: number | null;
   revocation_reason: number | null;
   created_at: number;
+  /** Migration 2. */
+  profile: string | null;
+  replaces_id: string | null;
+  /** Migration 2: an operator's renewal window (anvil ca renew-early), overriding the computed one. */
+  ari_start: number | null;
+  ari_end: number | null;
+}
+
+/** Migration 2: the newest CRL of an issuer, with its number (RFC 5280 §5.2.3). */
+export interface CrlsTable {
+  issuer: string;
+  number: number;
+  this_update: number;
+  next_update: number;
+  der: Buffer;
 }
 
 export interface NoncesTable {
@@ -131,6 +150,7 @@ export interface Database {
   authzs: AuthzsTable;
   challenges: ChallengesTable;
   certificates: CertificatesTable;
+  crls: CrlsTable;
   nonces: NoncesTable;
   eab_keys: EabKeysTable;
   eab_uses: EabUsesTable;

@@ -50,6 +50,10 @@ export interface OrderRecord {
   authzIds: string[];
   certificateId: string | null;
   createdAt: Date;
+  /** The profile asked for in newOrder (draft-ietf-acme-profiles); null: the CA's default. */
+  profile: string | null;
+  /** RFC 9773 §5: the certID of the certificate this order replaces, if any (as the client sent it, checked). */
+  replaces: string | null;
 }
 
 export interface ChallengeRecord {
@@ -102,7 +106,33 @@ export interface CertificateRecord {
   revokedAt: Date | null;
   revocationReason: number | null;
   createdAt: Date;
+  /** The profile it was issued under (null: issued before profiles existed). */
+  profile: string | null;
+  /** The certificate it replaces (from the order's "replaces"). */
+  replacesId: string | null;
+  /** An operator's renewal window (anvil ca renew-early), overriding the computed one; null: none. */
+  renewalWindow: { start: Date; end: Date } | null;
 }
+
+/** A revoked certificate, as a CRL entry needs it. */
+export interface RevokedEntry {
+  serial: string;
+  revokedAt: Date;
+  reason: number;
+  notAfter: Date;
+}
+
+/** The newest CRL of an issuer. `number` only ever grows. */
+export interface CrlRecord {
+  issuer: string;
+  number: number;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  der: Buffer;
+}
+
+/** Which certificates `setRenewalWindow` changes: by serial, issued before a time, or all. */
+export type CertificateSelector = { serials: string[] } | { issuedBefore: Date } | { all: true };
 
 export interface EabKeyRecord {
   kid: string;
@@ -201,6 +231,22 @@ export interface StoreTx {
   listPendingCertificates(limit: number): Promise<CertificateRecord[]>;
   /** Serials of every certificate ever recorded, for checks; bounded. */
   countCertificates(): Promise<number>;
+  /** An issued or pending certificate whose order replaced certificate `id` (RFC 9773 alreadyReplaced). */
+  getCertificateReplacing(id: string): Promise<CertificateRecord | null>;
+  /**
+   * Sets the operator's renewal window on the selected issued certificates that are not revoked and
+   * not expired at `now`; returns how many changed.
+   */
+  setRenewalWindow(selector: CertificateSelector, window: { start: Date; end: Date }, now: Date): Promise<number>;
+  /** Revoked certificates still unexpired at `notAfterAfter` (a CRL's entries), by serial; at most `limit`. */
+  listRevoked(notAfterAfter: Date, limit: number): Promise<RevokedEntry[]>;
+
+  getCrl(issuer: string): Promise<CrlRecord | null>;
+  /**
+   * Stores a CRL if the stored one's number is still `expectNumber` (null: none stored yet);
+   * returns false when another writer got there first (compare-and-set).
+   */
+  putCrl(crl: CrlRecord, expectNumber: number | null): Promise<boolean>;
 
   createEabKey(k: EabKeyRecord): Promise<void>;
   getEabKey(kid: string): Promise<EabKeyRecord | null>;

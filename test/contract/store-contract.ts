@@ -57,6 +57,8 @@ export function order(accountId: string, authzIds: string[], o: Partial<OrderRec
     authzIds,
     certificateId: null,
     createdAt: at(0),
+    profile: null,
+    replaces: null,
     ...o,
   };
 }
@@ -78,6 +80,9 @@ function certificate(accountId: string, orderId: string, o: Partial<CertificateR
     revokedAt: null,
     revocationReason: null,
     createdAt: at(0),
+    profile: null,
+    replacesId: null,
+    renewalWindow: null,
     ...o,
   };
 }
@@ -292,6 +297,55 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       await s.createEabKey(expired);
       assert.equal(await s.useEabKey(expired.kid, 'acct-x'), false);
       assert.ok((await s.listEabKeys()).some((x) => x.kid === k.kid));
+    });
+
+    test('replacements, operator renewal windows and revoked entries', async () => {
+      const a = account();
+      await s.createAccount(a);
+      const mk = async (o: Partial<CertificateRecord>) => {
+        const ord = order(a.id, [], { profile: 'shortlived', replaces: 'AAA.BBB' });
+        await s.createOrder(ord);
+        assert.equal((await s.getOrder(ord.id))!.replaces, 'AAA.BBB');
+        assert.equal((await s.getOrder(ord.id))!.profile, 'shortlived');
+        const c = certificate(a.id, ord.id, { status: 'issued', issuedAt: at(0), ...o });
+        await s.createCertificate(c);
+        return c;
+      };
+      const old = await mk({ issuedAt: at(0) });
+      assert.equal(await s.getCertificateReplacing(old.id), null);
+      const next = await mk({ replacesId: old.id, issuedAt: at(5000), profile: 'mtls' });
+      assert.equal((await s.getCertificateReplacing(old.id))!.id, next.id);
+      assert.equal((await s.getCertificate(next.id))!.profile, 'mtls');
+      const expired = await mk({ notAfter: at(1000) });
+      const revoked = await mk({ revokedAt: at(100), revocationReason: 1 });
+
+      const w = { start: at(10_000), end: at(20_000) };
+      const now = at(2000);
+      // By serial: only live, unrevoked, issued certificates change.
+      assert.equal(await s.setRenewalWindow({ serials: [old.serial, expired.serial, revoked.serial] }, w, now), 1);
+      assert.deepEqual((await s.getCertificate(old.id))!.renewalWindow, w);
+      assert.equal((await s.getCertificate(expired.id))!.renewalWindow, null);
+      assert.equal(await s.setRenewalWindow({ issuedBefore: at(1) }, w, now), 1);
+      // Other tests' certificates share this store: "all" changes at least these two.
+      assert.ok((await s.setRenewalWindow({ all: true }, w, now)) >= 2);
+      assert.deepEqual((await s.getCertificate(next.id))!.renewalWindow, w);
+
+      const entries = await s.listRevoked(now, 100);
+      assert.ok(entries.some((e) => e.serial === revoked.serial && e.reason === 1 && e.revokedAt.getTime() === at(100).getTime()));
+      assert.ok(!entries.some((e) => e.serial === old.serial));
+    });
+
+    test('CRLs are stored with compare-and-set on their number', async () => {
+      const issuer = id('issuer');
+      assert.equal(await s.getCrl(issuer), null);
+      const crl = { issuer, number: 1, thisUpdate: at(0), nextUpdate: at(86_400_000), der: Buffer.from([0x30, 0x00]) };
+      assert.equal(await s.putCrl(crl, null), true);
+      assert.equal(await s.putCrl({ ...crl, number: 9 }, null), false);
+      assert.equal(await s.putCrl({ ...crl, number: 2 }, 5), false);
+      assert.equal(await s.putCrl({ ...crl, number: 2, der: Buffer.from([0x30, 0x01]) }, 1), true);
+      const got = await s.getCrl(issuer);
+      assert.equal(got!.number, 2);
+      assert.deepEqual(got!.der, Buffer.from([0x30, 0x01]));
     });
   });
 }

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { MIGRATIONS } from '../../src/storage/migrations.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
 import { account, runStoreContract } from './store-contract.js';
 
@@ -29,10 +30,28 @@ describe('SQLite file store', () => {
     await s2.close();
     const db = new Database(file, { readonly: true });
     const rows = db.prepare('SELECT version FROM schema_migrations').all();
-    assert.equal(rows.length, 1);
+    assert.equal(rows.length, MIGRATIONS.length);
     assert.equal((db.pragma('journal_mode', { simple: true }) as string).toLowerCase(), 'wal');
     db.close();
     assert.equal((await stat(file)).mode & 0o777, 0o600);
+  });
+
+  test('a database of schema version 1 with data is upgraded in place, its rows kept', async () => {
+    const file = path.join(dir, 'v1.db');
+    const { Kysely, SqliteDialect } = await import('kysely');
+    const { migrate } = await import('../../src/storage/migrations.js');
+    const raw = new Database(file);
+    const db = new Kysely<import('../../src/storage/schema.js').Database>({ dialect: new SqliteDialect({ database: raw }) });
+    await migrate(db, MIGRATIONS.slice(0, 1));
+    const a = account();
+    raw
+      .prepare('INSERT INTO accounts (id, status, jwk, thumbprint, contact, tos_agreed, eab_kid, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(a.id, a.status, JSON.stringify(a.jwk), a.thumbprint, '[]', 1, null, a.createdAt.getTime());
+    await db.destroy();
+    const s = await openSqliteStore(file);
+    assert.equal((await s.getAccount(a.id))!.id, a.id);
+    assert.equal(await s.getCrl('none'), null);
+    await s.close();
   });
 
   test('a database from a newer Anvil is refused', async () => {

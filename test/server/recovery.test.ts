@@ -15,6 +15,7 @@ import { cryptoRandom } from '../../src/lib/random.js';
 import { jwkThumbprint } from '../../src/protocol/jws.js';
 import { Authority, type AuthorityConfig, type Issuer } from '../../src/server/authority/authority.js';
 import { initCa, loadCa } from '../../src/server/issuance/ca.js';
+import { Profiles } from '../../src/server/issuance/profiles.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
 import type { JWK } from 'jose';
 import { makeCsr } from '../helpers/flow.js';
@@ -39,8 +40,8 @@ const config: AuthorityConfig = {
   nonceLifetimeSeconds: 3600,
   maxContacts: 10,
   identifierPolicy: { deniedDomains: [], allowIp: true, allowWildcard: true },
-  leafLifetimeDays: 90,
-  clientAuth: false,
+  profiles: new Profiles({ lifetimeDays: 90, clientAuth: false, profiles: {}, defaultProfile: 'classic' }),
+  renewalInfoRetryAfterSeconds: 21600,
   validationConcurrency: 4,
   caaRecheckAfterHours: 8,
 };
@@ -54,6 +55,7 @@ test('an issuance interrupted between recording and storing is finished at the n
     checkCsr: (d, o) => ca.checkCsr(d, o),
     plan: (i) => ca.plan(i),
     inspect: (d) => ca.inspect(d),
+    authorityKeyId: ca.authorityKeyId,
     async sign(plan) {
       signedPlans++;
       const issued = await ca.sign(plan);

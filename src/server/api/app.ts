@@ -67,8 +67,13 @@ export function paths() {
     authz: (id: string) => `/acme/authz/${id}`,
     challenge: (id: string) => `/acme/chall/${id}`,
     certificate: (id: string) => `/acme/cert/${id}`,
+    renewalInfo: '/acme/renewal-info',
     root: '/ca/root.pem',
     issuer: '/ca/intermediate.der',
+    /** CRL distribution point (RFC 5280 §4.2.1.13), DER. */
+    crl: '/ca/crl',
+    /** OCSP responder (RFC 6960): POST here, GET <ocsp>/<base64 request>. */
+    ocsp: '/ocsp',
   };
 }
 
@@ -276,6 +281,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     ...(o.notAfter ? { notAfter: o.notAfter.toISOString() } : {}),
     ...(o.error ? { error: o.error } : {}),
     ...(o.certificateId && o.status === 'valid' ? { certificate: url(P.certificate(o.certificateId)) } : {}),
+    ...(o.profile ? { profile: o.profile } : {}),
+    ...(o.replaces ? { replaces: o.replaces } : {}),
   });
 
   async function send(reply: FastifyReply, status: number, body: unknown, extra: Record<string, string> = {}, links: string[] = []) {
@@ -292,6 +299,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     newOrder: url(P.newOrder),
     revokeCert: url(P.revokeCert),
     keyChange: url(P.keyChange),
+    renewalInfo: url(P.renewalInfo),
     meta: opts.meta ?? {},
   });
 
@@ -445,6 +453,18 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     await acmeHeaders(reply);
     reply.code(200).send();
     return reply;
+  });
+
+  // RFC 9773 §4.2: renewal information is fetched with a plain GET (no JWS, no nonce).
+  app.get<{ Params: { certid: string } }>(`${P.renewalInfo}/:certid`, async (req, reply) => {
+    const info = await authority.renewalInfo(req.params.certid);
+    reply.header('Retry-After', String(info.retryAfterSeconds));
+    reply.header('Cache-Control', `public, max-age=${Math.min(info.retryAfterSeconds, 3600)}`);
+    const body = {
+      suggestedWindow: { start: info.start.toISOString(), end: info.end.toISOString() },
+      ...(info.explanationUrl ? { explanationURL: info.explanationUrl } : {}),
+    };
+    return reply.code(200).type('application/json').send(JSON.stringify(body));
   });
 
   // Trust material, for clients and for the AIA caIssuers URL.

@@ -21,11 +21,13 @@ import type {
   AccountRecord,
   AuthzRecord,
   CertificateRecord,
+  CertificateSelector,
   ChallengeRecord,
   OrderRecord,
   Store,
   StoreTx,
 } from '../../storage/store.js';
+import type { Profile, Profiles } from '../issuance/profiles.js';
 import type { CsrInfo, IssuancePlan, IssuedCertificate } from '../issuance/types.js';
 import type { Validator } from '../validation/types.js';
 import { checkPolicy, type IdentifierPolicy } from './policy.js';
@@ -34,10 +36,12 @@ import { chance } from './testing-faults.js';
 /** What the authority needs from issuance (server/issuance implements it). */
 export interface Issuer {
   checkCsr(csrDer: Buffer, opts: { accountKeySpki?: Buffer }): Promise<CsrInfo>;
-  plan(input: { identifiers: Identifier[]; spki: Buffer; clientAuth: boolean; lifetimeMs: number }): IssuancePlan;
+  plan(input: { identifiers: Identifier[]; spki: Buffer; clientAuth: boolean; serverAuth?: boolean; lifetimeMs: number }): IssuancePlan;
   sign(plan: IssuancePlan): Promise<IssuedCertificate>;
   /** Serial (canonical hex) and SubjectPublicKeyInfo of a DER certificate; null if it does not parse. */
   inspect(der: Buffer): { serial: string; spki: Buffer } | null;
+  /** keyIdentifier of the AKI in every leaf, the first half of an ARI certID (RFC 9773 §4.1). */
+  readonly authorityKeyId: Buffer;
 }
 
 export interface AuthorityConfig {
@@ -52,8 +56,8 @@ export interface AuthorityConfig {
   nonceLifetimeSeconds: number;
   maxContacts: number;
   identifierPolicy: IdentifierPolicy;
-  leafLifetimeDays: number;
-  clientAuth: boolean;
+  /** Certificate profiles (lifetime, EKUs) and the default one. */
+  profiles: Profiles;
   validationConcurrency: number;
   /** At finalize, CAA is checked again for names validated longer ago than this. */
   caaRecheckAfterHours: number;
@@ -62,6 +66,9 @@ export interface AuthorityConfig {
    * this chance (0-100), and reuse pending ones too. Undefined: valid ones always, pending never.
    */
   authzReusePercent?: number | undefined;
+  /** RFC 9773: Retry-After of renewalInfo responses, and an optional explanationURL. */
+  renewalInfoRetryAfterSeconds: number;
+  renewalInfoExplanationUrl?: string | undefined;
 }
 
 export interface AuthorityDeps {
@@ -76,6 +83,8 @@ export interface AuthorityDeps {
   accountUrl?: (id: string) => string;
   /** Draws for the test-only faults (config `testing`); defaults to `random`. */
   testingRandom?: Random;
+  /** Called after a revocation committed (the CRL is signed again). Errors are logged, not thrown. */
+  onRevoked?: (serial: string) => Promise<void>;
 }
 
 const HOUR = 3_600_000;
@@ -90,6 +99,7 @@ interface StoredPlan {
   commonName?: string;
   spki: string;
   clientAuth: boolean;
+  serverAuth?: boolean;
 }
 
 function planToJson(p: IssuancePlan): StoredPlan {
@@ -101,6 +111,7 @@ function planToJson(p: IssuancePlan): StoredPlan {
     ...(p.commonName ? { commonName: p.commonName } : {}),
     spki: p.spki.toString('base64'),
     clientAuth: p.clientAuth,
+    ...(p.serverAuth === false ? { serverAuth: false } : {}),
   };
 }
 
@@ -113,6 +124,7 @@ function planFromJson(j: StoredPlan): IssuancePlan {
     ...(j.commonName ? { commonName: j.commonName } : {}),
     spki: Buffer.from(j.spki, 'base64'),
     clientAuth: j.clientAuth,
+    ...(j.serverAuth === false ? { serverAuth: false } : {}),
   };
 }
 
@@ -123,6 +135,22 @@ export class KeyInUseProblem extends AcmeProblem {
   constructor(readonly accountId: string) {
     super('malformed', 'the new key is already in use by another account', { status: 409 });
   }
+}
+
+/**
+ * RFC 9773 §4.2 window for a certificate at `now`: the operator's, a past one when revoked (renew
+ * at once), the last third of the lifetime, or the middle tenth for lifetimes under 10 days.
+ */
+export function suggestedWindow(cert: Pick<CertificateRecord, 'notBefore' | 'notAfter' | 'revokedAt' | 'renewalWindow'>, now: Date): { start: Date; end: Date } {
+  if (cert.revokedAt) {
+    const t = Math.min(now.getTime(), cert.revokedAt.getTime());
+    return { start: new Date(t - 2 * HOUR), end: new Date(t - HOUR) };
+  }
+  if (cert.renewalWindow) return cert.renewalWindow;
+  const nb = cert.notBefore.getTime();
+  const life = cert.notAfter.getTime() - nb;
+  if (life < 10 * DAY) return { start: new Date(nb + life * 0.45), end: new Date(nb + life * 0.55) };
+  return { start: new Date(nb + (life * 2) / 3), end: new Date(nb + (life * 5) / 6) };
 }
 
 export type RevokeAuth = { kind: 'account'; account: AccountRecord } | { kind: 'certKey'; jwk: JWK };
@@ -137,6 +165,7 @@ export class Authority {
   readonly #log: Logger;
   readonly #cfg: AuthorityConfig;
   readonly #accountUrl: (id: string) => string;
+  readonly #onRevoked: ((serial: string) => Promise<void>) | undefined;
   /** Challenge ids being validated by this process, and the queue waiting for a slot. */
   readonly #running = new Set<string>();
   readonly #queue: string[] = [];
@@ -153,6 +182,7 @@ export class Authority {
     this.#log = deps.logger;
     this.#cfg = deps.config;
     this.#accountUrl = deps.accountUrl ?? ((id) => id);
+    this.#onRevoked = deps.onRevoked;
   }
 
   get config(): AuthorityConfig {
@@ -323,6 +353,7 @@ export class Authority {
       // RFC 8555 §7.4: the server MAY refuse; Anvil sets validity by its own profile.
       throw new AcmeProblem('malformed', 'this CA does not support "notBefore"/"notAfter" in orders; leave them out');
     }
+    const profile = this.#orderProfile(payload.profile);
     const raw = payload.identifiers;
     if (!Array.isArray(raw) || raw.length === 0) throw new AcmeProblem('malformed', '"identifiers" must be a non-empty array');
     if (raw.length > this.#cfg.maxIdentifiersPerOrder) {
@@ -350,6 +381,7 @@ export class Authority {
       });
     }
     const identifiers = sortIdentifiers(ids);
+    const replaced = payload.replaces === undefined ? null : await this.#checkReplaces(account, payload.replaces, identifiers);
     const now = this.#now();
     const reuseAfter = new Date(now.getTime() - this.#cfg.authzReuseDays * DAY);
     const orderExpires = new Date(now.getTime() + this.#cfg.orderLifetimeHours * HOUR);
@@ -402,11 +434,79 @@ export class Authority {
         authzIds,
         certificateId: null,
         createdAt: now,
+        profile: profile.name,
+        replaces: replaced ? (payload.replaces as string) : null,
       };
       await tx.createOrder(order);
       // All authorizations may already be valid (reuse): the order is then ready at once.
       return this.#refreshOrder(tx, order);
     });
+  }
+
+  /** draft-ietf-acme-profiles §4: the profile an order names, or the default; invalidProfile if unknown. */
+  #orderProfile(raw: unknown): Profile {
+    if (raw === undefined) return this.#cfg.profiles.default;
+    if (typeof raw !== 'string') throw new AcmeProblem('malformed', '"profile" must be a string naming one of the directory\'s meta.profiles');
+    const p = this.#cfg.profiles.get(raw);
+    if (!p) {
+      throw new AcmeProblem('invalidProfile', `this CA has no profile "${raw.slice(0, 64)}"; choose one of ${this.#cfg.profiles.names().join(', ')}`);
+    }
+    return p;
+  }
+
+  /**
+   * RFC 9773 §5: "replaces" names a certificate of this account that shares an identifier with the
+   * order and has not been replaced yet.
+   */
+  async #checkReplaces(account: AccountRecord, raw: unknown, identifiers: Identifier[]): Promise<CertificateRecord> {
+    if (typeof raw !== 'string') throw new AcmeProblem('malformed', '"replaces" must be a certificate identifier string (RFC 9773 §4.1)');
+    const cert = await this.#certificateByCertId(raw);
+    if (cert.accountId !== account.id) {
+      throw new AcmeProblem('unauthorized', 'the certificate named in "replaces" was not issued to this account');
+    }
+    const wanted = new Set(identifiers.map(identifierKey));
+    if (!cert.identifiers.some((i) => wanted.has(identifierKey(i)))) {
+      throw new AcmeProblem('malformed', 'the certificate named in "replaces" shares no identifier with this order');
+    }
+    const by = await this.#store.getCertificateReplacing(cert.id);
+    if (by) throw new AcmeProblem('alreadyReplaced', `certificate ${cert.serial} was already replaced (by certificate ${by.serial}); leave "replaces" out or name the newest certificate`);
+    return cert;
+  }
+
+  /**
+   * RFC 9773 §4.1: certID = base64url(AKI keyIdentifier) "." base64url(serial DER bytes). Unknown
+   * or foreign certificates are 404; a malformed certID is 400.
+   */
+  async #certificateByCertId(certId: string): Promise<CertificateRecord> {
+    const m = /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{1,64})$/.exec(certId);
+    if (!m) throw new AcmeProblem('malformed', 'a certificate identifier is base64url(keyIdentifier) "." base64url(serial) (RFC 9773 §4.1)');
+    const keyId = Buffer.from(m[1]!, 'base64url');
+    const serialBytes = Buffer.from(m[2]!, 'base64url');
+    if (serialBytes.length === 0 || serialBytes.length > 21) throw new AcmeProblem('malformed', 'the serial in the certificate identifier is not a valid serial number');
+    const notFound = new AcmeProblem('malformed', 'this CA did not issue a certificate with this identifier', { status: 404 });
+    if (!keyId.equals(this.#issuer.authorityKeyId)) throw notFound;
+    const serial = serialBytes.toString('hex').replace(/^0+(?=.)/, '');
+    const cert = await this.#store.getCertificateBySerial(serial);
+    if (!cert || cert.status !== 'issued') throw notFound;
+    return cert;
+  }
+
+  /**
+   * RFC 9773 §4.2: the suggested renewal window of a certificate. The operator's window (anvil ca
+   * renew-early) wins; a revoked certificate gets a window in the past (renew now); otherwise the
+   * last third of the lifetime, or around the midpoint for lifetimes under 10 days.
+   */
+  async renewalInfo(certId: string): Promise<{ start: Date; end: Date; retryAfterSeconds: number; explanationUrl?: string }> {
+    const cert = await this.#certificateByCertId(certId);
+    const retryAfterSeconds = this.#cfg.renewalInfoRetryAfterSeconds;
+    const extra = this.#cfg.renewalInfoExplanationUrl ? { explanationUrl: this.#cfg.renewalInfoExplanationUrl } : {};
+    return { ...suggestedWindow(cert, this.#now()), retryAfterSeconds, ...extra };
+  }
+
+  /** `anvil ca renew-early`: moves the renewal window of the selected certificates to [start, end]. */
+  async setRenewalWindow(selector: CertificateSelector, window: { start: Date; end: Date }): Promise<number> {
+    if (!(window.start.getTime() < window.end.getTime())) throw new Error('the window must start before it ends');
+    return this.#store.setRenewalWindow(selector, window, this.#now());
   }
 
   /**
@@ -694,11 +794,15 @@ export class Authority {
       throw new AcmeProblem('badCSR', `the CSR's names (${got}) must be exactly the order's identifiers (${want})`);
     }
     await this.#recheckCaa(account, current);
+    const replaced = current.replaces ? await this.#certificateByCertId(current.replaces) : null;
+    // An order made before profiles existed, or under a profile since removed from the config, gets the default.
+    const profile = (current.profile ? this.#cfg.profiles.get(current.profile) : undefined) ?? this.#cfg.profiles.default;
     const plan = this.#issuer.plan({
       identifiers: current.identifiers,
       spki: csr.spki,
-      clientAuth: this.#cfg.clientAuth,
-      lifetimeMs: this.#cfg.leafLifetimeDays * DAY,
+      clientAuth: profile.clientAuth,
+      serverAuth: profile.serverAuth,
+      lifetimeMs: profile.lifetimeMs,
     });
     const certId = this.#id();
     const now = this.#now();
@@ -708,9 +812,13 @@ export class Authority {
       const o = await tx.getOrder(orderId);
       if (!o || o.accountId !== account.id) throw this.#notFound('order');
       const fresh = await this.#refreshOrder(tx, o);
-      if (fresh.status !== 'ready' || !(await tx.updateOrder(orderId, { status: 'processing' }, ['ready']))) {
-        throw this.#orderNotReady(fresh);
+      if (fresh.status !== 'ready') throw this.#orderNotReady(fresh);
+      // RFC 9773 §5: of two orders replacing one certificate, only the first finalized one may.
+      if (replaced) {
+        const by = await tx.getCertificateReplacing(replaced.id);
+        if (by) throw new AcmeProblem('alreadyReplaced', `the certificate this order replaces was already replaced (by certificate ${by.serial})`);
       }
+      if (!(await tx.updateOrder(orderId, { status: 'processing' }, ['ready']))) throw this.#orderNotReady(fresh);
       const cert: CertificateRecord = {
         id: certId,
         serial: plan.serial,
@@ -727,6 +835,9 @@ export class Authority {
         revokedAt: null,
         revocationReason: null,
         createdAt: now,
+        profile: profile.name,
+        replacesId: replaced?.id ?? null,
+        renewalWindow: null,
       };
       await tx.createCertificate(cert);
     });
@@ -821,6 +932,9 @@ export class Authority {
       await tx.updateCertificate(cert.id, { revokedAt: this.#now(), revocationReason: reason }, ['issued']);
     });
     this.#log.info({ serial, reason, by: auth.kind === 'account' ? auth.account.id : 'certificate key' }, 'certificate revoked');
+    if (this.#onRevoked) {
+      await this.#onRevoked(serial).catch((e: unknown) => this.#log.error({ err: e, serial }, 'updating revocation status (CRL) after a revocation failed; the schedule will retry'));
+    }
   }
 
   // ---------------------------------------------------------------- start-up and shutdown

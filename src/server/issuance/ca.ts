@@ -186,6 +186,10 @@ export interface LoadCaOptions {
   backdateMs?: number;
   /** Accept Ed25519 keys in CSRs (RFC 8410); off by default, as public CAs do. */
   allowEd25519?: boolean;
+  /** CRL distribution point URL put into every leaf (RFC 5280 §4.2.1.13). */
+  crlUrl?: string;
+  /** OCSP responder URL put into every leaf's AIA (RFC 5280 §4.2.2.1). */
+  ocspUrl?: string;
 }
 
 export async function loadCa(dir: string, opts: LoadCaOptions = {}): Promise<CertificateAuthority> {
@@ -234,6 +238,8 @@ export class CertificateAuthority {
   readonly #random: Random;
   readonly #backdateMs: number;
   readonly #allowEd25519: boolean;
+  readonly #crlUrl: string | undefined;
+  readonly #ocspUrl: string | undefined;
 
   constructor(o: {
     rootPem: string;
@@ -246,6 +252,8 @@ export class CertificateAuthority {
     random?: Random;
     backdateMs?: number;
     allowEd25519?: boolean;
+    crlUrl?: string;
+    ocspUrl?: string;
   }) {
     this.rootPem = o.rootPem;
     this.#intermediate = o.intermediate;
@@ -258,10 +266,27 @@ export class CertificateAuthority {
     this.#random = o.random ?? cryptoRandom;
     this.#backdateMs = Math.min(Math.max(o.backdateMs ?? 60_000, 0), 60_000);
     this.#allowEd25519 = o.allowEd25519 ?? false;
+    this.#crlUrl = o.crlUrl;
+    this.#ocspUrl = o.ocspUrl;
   }
 
   get chainPem(): string {
     return this.intermediatePem;
+  }
+
+  /** The issuing (intermediate) certificate, for CRLs, OCSP responses and ARI certIDs. */
+  get issuerCertificate(): x509.X509Certificate {
+    return this.#intermediate;
+  }
+
+  /** The issuing key and its signature algorithm, for CRLs and OCSP responses (never leaves the process). */
+  get signer(): { key: webcrypto.CryptoKey; algorithm: webcrypto.EcdsaParams | webcrypto.Algorithm } {
+    return { key: this.#key, algorithm: keyParams(this.#alg).signingAlgorithm };
+  }
+
+  /** keyIdentifier of the AKI in every leaf (the intermediate's key id), as ARI certIDs carry it. */
+  get authorityKeyId(): Buffer {
+    return Buffer.from(this.#aki.keyId ?? '', 'hex');
   }
 
   newSerial(): string {
@@ -320,7 +345,7 @@ export class CertificateAuthority {
     return { identifiers, spki };
   }
 
-  plan(input: { identifiers: Identifier[]; spki: Buffer; clientAuth: boolean; lifetimeMs: number }): IssuancePlan {
+  plan(input: { identifiers: Identifier[]; spki: Buffer; clientAuth: boolean; serverAuth?: boolean; lifetimeMs: number }): IssuancePlan {
     const now = this.#clock.now().getTime();
     const notBefore = new Date(Math.floor((now - this.#backdateMs) / 1000) * 1000);
     const notAfter = new Date(Math.min(notBefore.getTime() + input.lifetimeMs, this.#intermediate.notAfter.getTime()));
@@ -333,6 +358,7 @@ export class CertificateAuthority {
       ...(cn ? { commonName: cn } : {}),
       spki: input.spki,
       clientAuth: input.clientAuth,
+      ...(input.serverAuth === false ? { serverAuth: false } : {}),
     };
   }
 
@@ -340,7 +366,7 @@ export class CertificateAuthority {
   async sign(plan: IssuancePlan): Promise<IssuedCertificate> {
     const publicKey = new x509.PublicKey(plan.spki);
     const isRsa = createPublicKey({ key: plan.spki, format: 'der', type: 'spki' }).asymmetricKeyType === 'rsa';
-    const ekus = plan.clientAuth ? [OID_SERVER_AUTH, OID_CLIENT_AUTH] : [OID_SERVER_AUTH];
+    const ekus = [...(plan.serverAuth === false ? [] : [OID_SERVER_AUTH]), ...(plan.clientAuth ? [OID_CLIENT_AUTH] : [])];
     const extensions: x509.Extension[] = [
       // RFC 5280 §4.2.1.9: end-entity certificates say CA:FALSE.
       new x509.BasicConstraintsExtension(false, undefined, true),
@@ -358,9 +384,15 @@ export class CertificateAuthority {
         !plan.commonName,
       ),
     ];
-    if (this.#issuerUrl) {
-      extensions.push(new x509.AuthorityInfoAccessExtension({ caIssuers: [new x509.GeneralName('url', this.#issuerUrl)] }));
+    if (this.#issuerUrl || this.#ocspUrl) {
+      extensions.push(
+        new x509.AuthorityInfoAccessExtension({
+          ...(this.#ocspUrl ? { ocsp: [new x509.GeneralName('url', this.#ocspUrl)] } : {}),
+          ...(this.#issuerUrl ? { caIssuers: [new x509.GeneralName('url', this.#issuerUrl)] } : {}),
+        }),
+      );
     }
+    if (this.#crlUrl) extensions.push(new x509.CRLDistributionPointsExtension([this.#crlUrl]));
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: plan.serial,
       subject: plan.commonName ? caName(plan.commonName) : '',

@@ -38,8 +38,10 @@ export interface IssuancePlan {
   /** Optional subject CN (the first DNS identifier that fits in 64 characters), RFC 8555 leaves this to the CA. */
   commonName?: string;
   spki: Buffer;
-  /** EKUs: serverAuth always, clientAuth when the profile asks for it. */
+  /** EKUs: clientAuth when the profile asks for it. */
   clientAuth: boolean;
+  /** serverAuth unless false (absent in plans recorded before profiles: serverAuth). */
+  serverAuth?: boolean;
 }
 
 export interface IssuedCertificate {
