@@ -146,6 +146,71 @@ ca.command('show')
     process.stdout.write(opts.json ? `${JSON.stringify(d, null, 2)}\n` : formatCa(d));
   });
 
+function collectSerial(v: string, prev: string[] = []): string[] {
+  const hex = v.toLowerCase().replace(/:/g, '');
+  if (!/^[0-9a-f]{1,40}$/.test(hex)) throw new InvalidArgumentError('expected a serial number in hex, e.g. 4f1a...: (colons allowed)');
+  return [...prev, hex.replace(/^0+(?=.)/, '')];
+}
+
+function isoTime(v: string): Date {
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new InvalidArgumentError('expected a date and time, e.g. 2026-11-25T12:00:00Z');
+  return new Date(t);
+}
+
+function positiveNumber(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+ca.command('renew-early')
+  .description(
+    'Pull the renewal window (RFC 9773 ARI) of issued certificates forward, e.g. before a mass revocation: ' +
+      'ARI clients renew within the new window the next time they ask (at most acme.renewalInfo.retryAfterSeconds later).',
+  )
+  .option('-c, --config <file>', 'JSON config file')
+  .option('-d, --data-dir <dir>', 'data directory')
+  .option('--serial <hex>', 'a certificate serial (repeatable)', collectSerial)
+  .option('--issued-before <time>', 'every certificate issued before this time (ISO 8601)', isoTime)
+  .option('--all', 'every unexpired, unrevoked certificate')
+  .option('--start <time>', 'window start (default: now)', isoTime)
+  .option('--within <hours>', 'window length in hours (default 24)', positiveNumber, 24)
+  .option('--json', 'print JSON')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  anvil ca renew-early --serial 4f1a9c... --within 2
+  anvil ca renew-early --issued-before 2026-11-20T00:00:00Z
+  anvil ca renew-early --all --within 48`,
+  )
+  .action(
+    async (opts: CommonOpts & { serial?: string[]; issuedBefore?: Date; all?: boolean; start?: Date; within: number; json?: boolean }) => {
+      const chosen = [opts.serial ? 1 : 0, opts.issuedBefore ? 1 : 0, opts.all ? 1 : 0].reduce((a, b) => a + b, 0);
+      if (chosen !== 1) {
+        process.stderr.write('anvil: choose exactly one of --serial, --issued-before or --all\n');
+        process.exit(2);
+      }
+      const config = await configFrom(opts);
+      const store = await openStoreOf(config);
+      try {
+        const start = opts.start ?? new Date();
+        const end = new Date(start.getTime() + opts.within * 3_600_000);
+        const selector = opts.serial ? { serials: opts.serial } : opts.issuedBefore ? { issuedBefore: opts.issuedBefore } : { all: true as const };
+        const n = await store.setRenewalWindow(selector, { start, end }, new Date());
+        if (opts.json) process.stdout.write(`${JSON.stringify({ certificates: n, start: start.toISOString(), end: end.toISOString() })}\n`);
+        else {
+          process.stdout.write(`Renewal window of ${n} certificate(s) set to ${start.toISOString()} .. ${end.toISOString()}\n`);
+          if (n === 0) process.stdout.write('(no issued, unexpired, unrevoked certificate matched)\n');
+        }
+        if (n === 0 && opts.serial) process.exitCode = 1;
+      } finally {
+        await store.close();
+      }
+    },
+  );
+
 function formatCa(d: unknown): string {
   const lines: string[] = [];
   const walk = (o: unknown, indent: string) => {

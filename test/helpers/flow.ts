@@ -24,8 +24,9 @@ export async function readyOrder(
   acme: RawAcme,
   identifiers: Array<{ type: string; value: string }>,
   challengeType = 'http-01',
+  extra: Record<string, unknown> = {},
 ): Promise<{ url: string; order: any }> {
-  const r = await acme.post(acme.directory.newOrder!, { payload: { identifiers } });
+  const r = await acme.post(acme.directory.newOrder!, { payload: { identifiers, ...extra } });
   if (r.status !== 201) throw new Error(`newOrder: ${r.status} ${r.text}`);
   const url = r.headers.get('location')!;
   for (const az of r.body.authorizations as string[]) {
@@ -66,9 +67,13 @@ export async function finalize(acme: RawAcme, order: any, csrDer: Buffer): Promi
 }
 
 /** Full issuance: order, challenges, finalize, download. Returns the PEM chain and the order. */
-export async function issue(acme: RawAcme, names: string[]): Promise<{ chain: string; order: any; certUrl: string; keyPem: string }> {
+export async function issue(
+  acme: RawAcme,
+  names: string[],
+  extra: Record<string, unknown> = {},
+): Promise<{ chain: string; order: any; certUrl: string; keyPem: string }> {
   const ids = names.map((n) => ({ type: /^[0-9.]+$|:/.test(n) ? 'ip' : 'dns', value: n }));
-  const { url, order } = await readyOrder(acme, ids, names.some((n) => n.startsWith('*.')) ? 'dns-01' : 'http-01');
+  const { url, order } = await readyOrder(acme, ids, names.some((n) => n.startsWith('*.')) ? 'dns-01' : 'http-01', extra);
   if (order.status !== 'ready') throw new Error(`order not ready: ${JSON.stringify(order)}`);
   const csr = await makeCsr(names);
   const f = await finalize(acme, order, csr.der);
