@@ -7,6 +7,7 @@ import { calculateJwkThumbprint, type JWK } from 'jose';
 import type { AccountJson, AuthorizationJson, ChallengeJson, Identifier, OrderJson } from '../protocol/types.js';
 import { AcmeClientError } from './errors.js';
 import type { AccountSigner, AcmeHttp } from './http.js';
+import { fetchRenewalInfo, type RenewalInfo, type UnauthenticatedGet } from './renewal/ari.js';
 
 export interface Account {
   url: string;
@@ -16,6 +17,14 @@ export interface Account {
 export interface Order {
   url: string;
   body: OrderJson;
+}
+
+/** Optional newOrder fields beyond the identifiers. */
+export interface NewOrderOptions {
+  /** RFC 9773 §5: the certID of the certificate this order replaces. */
+  replaces?: string;
+  /** draft-ietf-acme-profiles: a profile the directory lists in meta.profiles. */
+  profile?: string;
 }
 
 export interface ExternalAccountBinding {
@@ -91,9 +100,12 @@ export class AcmeApi {
     this.signer = next;
   }
 
-  async newOrder(identifiers: Identifier[]): Promise<Order> {
+  async newOrder(identifiers: Identifier[], opts: NewOrderOptions = {}): Promise<Order> {
     const d = await this.http.directory();
-    const r = await this.http.post<OrderJson>(d.newOrder, { identifiers }, this.signer, this.accountUrl);
+    const payload: Record<string, unknown> = { identifiers };
+    if (opts.replaces !== undefined) payload.replaces = opts.replaces;
+    if (opts.profile !== undefined) payload.profile = opts.profile;
+    const r = await this.http.post<OrderJson>(d.newOrder, payload, this.signer, this.accountUrl);
     if (!r.location) throw new AcmeClientError('BAD_RESPONSE', 'newOrder answered without a Location');
     return { url: r.location, body: this.#checkOrder(r.body) };
   }
@@ -106,6 +118,14 @@ export class AcmeApi {
     this.http.checkOrigin(o.finalize);
     if (o.certificate) this.http.checkOrigin(o.certificate);
     return o;
+  }
+
+  /**
+   * RFC 9773 §4: the CA's suggested renewal window for a certificate (an unauthenticated GET), or
+   * null when the CA does not offer renewalInfo. `get` stands in while AcmeHttp has no public GET.
+   */
+  async renewalInfo(certId: string, opts: { get?: UnauthenticatedGet; now?: Date } = {}): Promise<RenewalInfo | null> {
+    return fetchRenewalInfo(this.http, certId, { ...(opts.get ? { get: opts.get } : {}), now: opts.now ?? new Date() });
   }
 
   async getOrder(url: string): Promise<Order> {

@@ -21,12 +21,33 @@ export interface ObtainOptions {
   cleanupTimeoutMs?: number;
   /** Progress, for a CLI to show. */
   onStep?: (step: string) => void;
+  /** RFC 9773 §5: the certID of the certificate this one replaces (a renewal). */
+  replaces?: string;
+  /** draft-ietf-acme-profiles: the certificate profile to ask for. */
+  profile?: string;
 }
 
 export interface Obtained {
   chainPem: string;
   order: Order;
   leaf: X509Certificate;
+  /**
+   * What became of `replaces`: sent and accepted, or dropped because the CA refused it
+   * (`replacesError` says how). Undefined when none was asked for.
+   */
+  replaces?: 'accepted' | 'dropped';
+  replacesError?: string;
+}
+
+/**
+ * True when a newOrder refusal is about the `replaces` field: RFC 9773 §5 alreadyReplaced (the
+ * certificate was replaced already, e.g. by an earlier attempt whose order failed later), or a
+ * CA that does not understand the field and says so.
+ */
+export function isReplacesRefusal(e: unknown): e is AcmeProblemError {
+  if (!(e instanceof AcmeProblemError)) return false;
+  if (e.type === 'alreadyReplaced') return true;
+  return (e.type === 'malformed' || e.type.startsWith('unsupported') || e.status === 400) && /replaces/i.test(e.detail);
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -53,8 +74,8 @@ function failure(az: AuthorizationJson): AcmeClientError {
   return new AcmeClientError('BAD_RESPONSE', `the authorization for ${az.identifier.value} is ${az.status}`);
 }
 
-/** SAN entries of a certificate as identifiers ("DNS:x", "IP Address:y" from node's text form). */
-function sanIdentifiers(cert: X509Certificate): string[] {
+/** SAN entries of a certificate as sorted "dns:x" / "ip:y" strings (from node's text form). */
+export function sanIdentifiers(cert: X509Certificate): string[] {
   return (cert.subjectAltName ?? '')
     .split(', ')
     .filter(Boolean)
@@ -96,8 +117,26 @@ export function checkChain(chainPem: string, identifiers: Identifier[], keySpki:
 export async function obtainCertificate(api: AcmeApi, o: ObtainOptions): Promise<Obtained> {
   const timeoutMs = o.timeoutMs ?? 300_000;
   const step = o.onStep ?? (() => undefined);
-  step(`ordering ${o.identifiers.map((i) => i.value).join(', ')}`);
-  let order = await api.newOrder(o.identifiers);
+  step(`ordering ${o.identifiers.map((i) => i.value).join(', ')}${o.profile ? ` (profile ${o.profile})` : ''}`);
+  const profile = o.profile !== undefined ? { profile: o.profile } : {};
+  let order: Order;
+  let replaces: Obtained['replaces'];
+  let replacesError: string | undefined;
+  if (o.replaces !== undefined) {
+    try {
+      order = await api.newOrder(o.identifiers, { ...profile, replaces: o.replaces });
+      replaces = 'accepted';
+    } catch (e) {
+      // RFC 9773 §5: the order is asked for once more without "replaces", which is only a hint.
+      if (!isReplacesRefusal(e)) throw e;
+      replaces = 'dropped';
+      replacesError = `${e.type}: ${e.detail}`;
+      step(`the CA refused "replaces" (${replacesError}); ordering without it`);
+      order = await api.newOrder(o.identifiers, profile);
+    }
+  } else {
+    order = await api.newOrder(o.identifiers, profile);
+  }
   const presented: Array<{ solver: Solver; ch: ChallengeInput }> = [];
   try {
     // Every challenge is presented before the CA is asked to look at any of them: a wildcard and
@@ -146,5 +185,5 @@ export async function obtainCertificate(api: AcmeApi, o: ObtainOptions): Promise
   step('downloading');
   const chainPem = await api.downloadCertificate(order.body.certificate);
   const leaf = checkChain(chainPem, o.identifiers, o.keySpki);
-  return { chainPem, order, leaf };
+  return { chainPem, order, leaf, ...(replaces ? { replaces } : {}), ...(replacesError ? { replacesError } : {}) };
 }

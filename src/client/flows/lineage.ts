@@ -9,8 +9,10 @@ import { signerSpki, type AcmeApi, type Order } from '../api.js';
 import { AcmeClientError } from '../errors.js';
 import { createCsr, generateCertKey, privateKeyPem, readPrivateKey, spkiOf, type CertKeyType, type CsrInfo } from '../keys.js';
 import type { Solver } from '../solvers/types.js';
+import { profileFor } from '../renewal/decide.js';
+import { recordIssued, RenewalStateStore } from '../renewal/state.js';
 import type { LineageConfig, LineageFiles, LineageStore } from '../store.js';
-import { obtainCertificate } from './issue.js';
+import { obtainCertificate, type Obtained } from './issue.js';
 
 export interface IssueToLineageOptions {
   api: AcmeApi;
@@ -22,6 +24,25 @@ export interface IssueToLineageOptions {
   csr?: CsrInfo;
   timeoutMs?: number;
   onStep?: (step: string) => void;
+  /** RFC 9773 §5: certID of the certificate being replaced; dropped once if the CA refuses it. */
+  replaces?: string;
+  /**
+   * Certificate profile to ask for. Default: the profile the config names for the CA of `api`
+   * (`profile` for the lineage's server, `fallback[i].profile` for a fallback CA).
+   */
+  profile?: string;
+  /**
+   * Runs with the lock held, before anything else, given the live version: throw to give up
+   * (a renewal checks that nobody renewed the lineage since it was planned).
+   */
+  precheck?: (current: LineageFiles | null) => Promise<void>;
+  /**
+   * Runs with the lock still held once the new version is live and recorded (deploy hooks,
+   * installer checks that may roll the live version back). Its errors propagate.
+   */
+  afterSave?: (issued: IssuedLineage) => Promise<void>;
+  /** Time source for the bookkeeping (tests). */
+  now?: () => Date;
 }
 
 export interface IssuedLineage {
@@ -31,12 +52,35 @@ export interface IssuedLineage {
   order: Order;
   /** True when the previous version's key was used again. */
   reusedKey: boolean;
+  /** The profile asked for, if any. */
+  profile?: string;
+  replaces?: Obtained['replaces'];
+  replacesError?: string;
+}
+
+/** 0 for the lineage's own server, i + 1 for fallback i, -1 for a CA the config does not name. */
+export function caIndexOf(config: Pick<LineageConfig, 'server' | 'fallback'>, directoryUrl: string): number {
+  const norm = (u: string) => {
+    try {
+      return new URL(u).href;
+    } catch {
+      return u;
+    }
+  };
+  const d = norm(directoryUrl);
+  if (norm(config.server) === d) return 0;
+  const i = (config.fallback ?? []).findIndex((f) => norm(f.server) === d);
+  return i < 0 ? -1 : i + 1;
 }
 
 export async function issueToLineage(o: IssueToLineageOptions): Promise<IssuedLineage> {
   const { store, config } = o;
+  const now = o.now ?? (() => new Date());
   const release = await store.lock(config.name);
   try {
+    if (o.precheck) await o.precheck(await store.current(config.name));
+    const caIndex = caIndexOf(config, o.api.http.directoryUrl);
+    const profile = o.profile ?? (caIndex >= 0 ? profileFor(config, caIndex) : undefined);
     let keyPem: string | null = null;
     let csrDer: Buffer;
     let spki: Buffer;
@@ -65,13 +109,48 @@ export async function issueToLineage(o: IssueToLineageOptions): Promise<IssuedLi
       keySpki: spki,
       ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
       ...(o.onStep ? { onStep: o.onStep } : {}),
+      ...(o.replaces !== undefined ? { replaces: o.replaces } : {}),
+      ...(profile !== undefined ? { profile } : {}),
     });
     o.onStep?.(`saving ${config.name}`);
     const files = await store.save(config.name, got.chainPem, keyPem);
     const prev = await store.readConfig(config.name);
-    const now = new Date().toISOString();
-    await store.writeConfig({ version: 1, ...config, identifiers, createdAt: prev?.createdAt ?? now, updatedAt: now });
-    return { files, leaf: got.leaf, chainPem: got.chainPem, order: got.order, reusedKey };
+    const at = now();
+    const stamp = at.toISOString();
+    await store.writeConfig({ version: 1, ...config, identifiers, createdAt: prev?.createdAt ?? stamp, updatedAt: stamp });
+    // The renewal state learns what was obtained, when, from which CA and under which profile, so
+    // that renewal counts the lifetime from now (not a backdated notBefore) and notices profile
+    // changes. Best effort: the certificate is live already, and a missing state only means the
+    // renewal falls back to the certificate's own dates.
+    const states = new RenewalStateStore(store.root);
+    await states
+      .read(config.name)
+      .then(({ state }) =>
+        states.write(
+          config.name,
+          recordIssued(state, {
+            serial: got.leaf.serialNumber,
+            at: stamp,
+            server: o.api.http.directoryUrl,
+            caIndex: Math.max(caIndex, 0),
+            ...(profile !== undefined ? { profile } : {}),
+            ...(got.replaces === 'accepted' && o.replaces ? { replaced: o.replaces } : {}),
+          }),
+        ),
+      )
+      .catch(() => undefined);
+    const result: IssuedLineage = {
+      files,
+      leaf: got.leaf,
+      chainPem: got.chainPem,
+      order: got.order,
+      reusedKey,
+      ...(profile !== undefined ? { profile } : {}),
+      ...(got.replaces ? { replaces: got.replaces } : {}),
+      ...(got.replacesError ? { replacesError: got.replacesError } : {}),
+    };
+    if (o.afterSave) await o.afterSave(result);
+    return result;
   } finally {
     await release();
   }
