@@ -13,6 +13,7 @@ import type { Identifier } from '../protocol/types.js';
 import { AcmeApi, type ExternalAccountBinding } from '../client/api.js';
 import { KNOWN_CAS } from '../client/directories.js';
 import { AcmeClientError, AcmeProblemError } from '../client/errors.js';
+import { parseHookCommand, runHooks, type HookContext } from '../client/hooks.js';
 import { openAccount, rolloverAccount } from '../client/flows/account.js';
 import { issueToLineage } from '../client/flows/lineage.js';
 import { AcmeHttp } from '../client/http.js';
@@ -199,6 +200,28 @@ interface IssueOpts extends ClientOpts {
   accountKeyType: AccountKeyAlg;
   force?: boolean;
   timeout?: number;
+  preHook?: string[];
+  postHook?: string[];
+  deployHook?: string[];
+}
+
+/** --pre-hook, --post-hook, --deploy-hook (each repeatable) over the lineage's saved hooks, kind by kind. */
+function hooksFrom(o: IssueOpts, saved: LineageConfig['hooks']): LineageConfig['hooks'] {
+  const parse = (flag: string, vs: string[] | undefined) => {
+    if (!vs?.length) return undefined;
+    try {
+      return vs.map((v) => parseHookCommand(v));
+    } catch (e) {
+      throw new UsageError(`${flag}: ${(e as Error).message}`);
+    }
+  };
+  const hooks = {
+    ...saved,
+    ...(o.preHook?.length ? { pre: parse('--pre-hook', o.preHook) } : {}),
+    ...(o.postHook?.length ? { post: parse('--post-hook', o.postHook) } : {}),
+    ...(o.deployHook?.length ? { deploy: parse('--deploy-hook', o.deployHook) } : {}),
+  };
+  return hooks.pre?.length || hooks.post?.length || hooks.deploy?.length ? hooks : undefined;
 }
 
 function solverConfigFrom(o: IssueOpts): SolverConfig {
@@ -332,10 +355,28 @@ async function issue(o: IssueOpts): Promise<void> {
       }
     }
   }
-  const http = await makeHttp(o);
-  const built = await solversFor(solver, step);
-  const solvers = built.solvers;
+  // Hooks (docs/install.md): pre before anything binds a port or talks to the CA; deploy once the
+  // new version is live; post after everything, whatever the outcome. Data reaches them only
+  // through their environment.
+  const hooks = hooksFrom(o, existing?.hooks);
+  const hookCtx = (event: HookContext['event'], files: HookContext['files'] = null, leaf?: X509Certificate): HookContext => ({
+    lineage: name,
+    identifiers,
+    server: o.server,
+    liveDir: path.join(lineages.liveDir, name),
+    files,
+    event,
+    ...(leaf ? { serial: leaf.serialNumber, notAfter: new Date(leaf.validTo) } : {}),
+  });
+  const hookOpts = { onOutput: (line: string) => (o.quiet ? undefined : process.stderr.write(`${line}\n`)) };
+  await runHooks(hooks?.pre, hookCtx('pre', await lineages.current(name)), hookOpts);
+  let http: AcmeHttp | undefined;
+  let built: BuiltSolvers | undefined;
+  let failed = false;
   try {
+    http = await makeHttp(o);
+    built = await solversFor(solver, step);
+    const solvers = built.solvers;
     const eab = await eabFrom(o);
     const { api, account, created } = await openAccount({
       store: new AccountStore(root),
@@ -360,6 +401,10 @@ async function issue(o: IssueOpts): Promise<void> {
       ...(o.csr ? { csrFile: path.resolve(o.csr) } : {}),
       solver,
       ...(o.caBundle ? { caBundle: path.resolve(o.caBundle) } : {}),
+      // Kept from the saved config: what anvil install and the hooks set up for this lineage.
+      ...(hooks ? { hooks } : {}),
+      ...(existing?.installers ? { installers: existing.installers } : {}),
+      ...(existing?.notify ? { notify: existing.notify } : {}),
     };
     const r = await issueToLineage({
       api,
@@ -390,9 +435,26 @@ async function issue(o: IssueOpts): Promise<void> {
         (r.files.privkey ? `  private key:         ${r.files.privkey}\n` : '') +
         `  renewal config:      ${lineages.configFile(name)}\n`,
     );
+    // The solvers' ports are free again before deploy hooks run (one may start a web server).
+    const solversToClose = built;
+    built = undefined;
+    await solversToClose.close();
+    await runHooks(hooks?.deploy, hookCtx('deploy', r.files, r.leaf), hookOpts);
+  } catch (e) {
+    failed = true;
+    throw e;
   } finally {
-    await built.close();
-    await http.close();
+    await built?.close();
+    await http?.close();
+    const files = await lineages.current(name).catch(() => null);
+    const leaf = files ? await readFile(files.cert).then((b) => new X509Certificate(b)).catch(() => undefined) : undefined;
+    try {
+      await runHooks(hooks?.post, hookCtx('post', files, leaf), hookOpts);
+    } catch (e) {
+      // After a failure, that failure is the exit status; the post hook's is reported beside it.
+      if (!failed) throw e;
+      process.stderr.write(`anvil: ${(e as Error).message}\n`);
+    }
   }
 }
 
@@ -463,6 +525,9 @@ export function registerClientCommands(program: Command): void {
       .option('--eab-hmac-key-file <file>', 'read the EAB HMAC key from a file')
       .addOption(new Option('--account-key-type <alg>', 'key of a new account').choices([...ACCOUNT_KEY_ALGS]).default('ES256'))
       .option('--force', 'get a new certificate even if the current one is not due')
+      .option('--pre-hook <command>', 'run before getting the certificate (repeatable; saved for renewals; no shell: see docs/install.md)', (v: string, prev: string[] = []) => [...prev, v])
+      .option('--post-hook <command>', 'run after trying, whatever the outcome (repeatable; saved for renewals)', (v: string, prev: string[] = []) => [...prev, v])
+      .option('--deploy-hook <command>', 'run after a new certificate went live, e.g. "systemctl reload nginx" (repeatable; saved for renewals)', (v: string, prev: string[] = []) => [...prev, v])
       .option('--timeout <seconds>', 'give up on validation and finalization after this long (default 300)', seconds),
   )
     .addHelpText(
@@ -738,6 +803,9 @@ export function clientErrorExit(e: unknown): { message: string; code: number } |
         DNS_LOOKUP: EXIT.network,
         DNS_CNAME_CHAIN: EXIT.usage,
         STORE: EXIT.failure,
+        // A hook failed, or an installer failed and rolled back: the message names which and why.
+        HOOK: EXIT.failure,
+        INSTALL: EXIT.failure,
       } as Record<string, number>
     )[e.code];
     return { message: e.message, code: code ?? EXIT.failure };

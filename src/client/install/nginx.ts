@@ -323,7 +323,7 @@ export async function installNginx(o: {
           await runStep('reload', cmds.reload);
           undo.push('nginx reloaded');
           if (before) {
-            const back = await waitForCertificate(target, sni, { serial: before.serialNumber, fingerprint: before.fingerprint256 }, 10_000);
+            const back = await waitForCertificate(target, sni, { serial: before.serialNumber, fingerprint: before.fingerprint256 }, o.timeoutMs ?? DEFAULT_VERIFY_MS);
             undo.push(back.ok ? `it serves serial ${before.serialNumber} again` : `but it now serves ${back.seen}`);
           }
         } catch (err) {
@@ -438,7 +438,7 @@ export async function verifyAfterRenewal(o: {
         undo.push(`nginx ${inst.conf} reloaded`);
         const plan = await checkPlan(inst, o.identifiers).catch(() => null);
         if (plan && old) {
-          const back = await waitForCertificate(plan.target, plan.sni, old, 10_000);
+          const back = await waitForCertificate(plan.target, plan.sni, old, o.timeoutMs ?? DEFAULT_VERIFY_MS);
           undo.push(back.ok ? `it serves serial ${old.serial} again` : `but ${formatTarget(plan.target)} now serves ${back.seen}`);
         }
       } catch (err) {
