@@ -356,8 +356,8 @@ async function issue(o: IssueOpts): Promise<void> {
     }
   }
   // Hooks (docs/install.md): pre before anything binds a port or talks to the CA; deploy once the
-  // new version is live; post after everything, whatever the outcome. Data reaches them only
-  // through their environment.
+  // new version is live; post after everything, whatever the outcome (a failed pre hook too).
+  // Data reaches them only through their environment.
   const hooks = hooksFrom(o, existing?.hooks);
   const hookCtx = (event: HookContext['event'], files: HookContext['files'] = null, leaf?: X509Certificate): HookContext => ({
     lineage: name,
@@ -369,11 +369,11 @@ async function issue(o: IssueOpts): Promise<void> {
     ...(leaf ? { serial: leaf.serialNumber, notAfter: new Date(leaf.validTo) } : {}),
   });
   const hookOpts = { onOutput: (line: string) => (o.quiet ? undefined : process.stderr.write(`${line}\n`)) };
-  await runHooks(hooks?.pre, hookCtx('pre', await lineages.current(name)), hookOpts);
   let http: AcmeHttp | undefined;
   let built: BuiltSolvers | undefined;
   let failed = false;
   try {
+    await runHooks(hooks?.pre, hookCtx('pre', await lineages.current(name)), hookOpts);
     http = await makeHttp(o);
     built = await solversFor(solver, step);
     const solvers = built.solvers;

@@ -320,13 +320,15 @@ appendFileSync(${JSON.stringify(hookLog)}, JSON.stringify({ argv: process.argv.s
     assert.ok((await readdir(path.join(store, 'archive', NAME))).includes('cert3.pem'));
   });
 
-  test('a failing pre hook stops the issue; a failing deploy hook is a non-zero exit naming the hook', async () => {
+  test('a failing pre hook stops the issue (post hooks still run); a failing deploy hook is a non-zero exit naming the hook', async () => {
     const versions = async () => (await readdir(path.join(store, 'archive', NAME))).filter((f) => f.startsWith('cert')).length;
     const n = await versions();
+    const runs0 = (await hookRuns()).length;
     const pre = await cli([...issueArgs(NAME), '--force', '--pre-hook', `${q(process.execPath)} -e 'process.exit(4)'`]);
     assert.equal(pre.code, 1, pre.out);
     assert.match(pre.stderr, /pre hook ".*node.* -e 'process\.exit\(4\)'" exited with code 4/);
     assert.equal(await versions(), n, 'nothing was ordered');
+    assert.deepEqual((await hookRuns()).slice(runs0).map((x) => x.argv), [['after']], 'the saved post hook ran after the failed pre hook');
 
     const runsBefore = (await hookRuns()).length;
     const deploy = await cli([...issueArgs(NAME), '--force', '--deploy-hook', `${q(process.execPath)} -e 'console.error("reload refused"); process.exit(3)'`]);
