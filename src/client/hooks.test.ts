@@ -167,9 +167,21 @@ describe('runHooks', () => {
 
   test('a hook that leaves a background process holding its output still finishes', async () => {
     const t0 = Date.now();
-    const script = `require('child_process').spawn(process.execPath, ['-e', 'setTimeout(() => {}, 5000)'], {stdio: 'inherit', detached: true}).unref(); console.log('started')`;
-    await runHooks([[node, '-e', script]], ctx());
-    assert.ok(Date.now() - t0 < 4000, `took ${Date.now() - t0} ms`);
+    const pidFile = path.join(dir, 'daemon.pid');
+    const script = `const c = require('child_process').spawn(process.execPath, ['-e', 'setTimeout(() => {}, 5000)'], {stdio: 'inherit', detached: true}); c.unref(); require('fs').writeFileSync(${JSON.stringify(pidFile)}, String(c.pid))`;
+    try {
+      await runHooks([[node, '-e', script]], ctx());
+      assert.ok(Date.now() - t0 < 4000, `took ${Date.now() - t0} ms`);
+    } finally {
+      const pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'));
+      if (pid) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone already */
+        }
+      }
+    }
   });
 
   test('a failing pre hook stops the others; failing deploy hooks all run and are all named', async () => {
