@@ -3,6 +3,7 @@
  * hooks that update a real BIND 9 with nsupdate, a wildcard, and revocation.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -62,6 +63,22 @@ describe('certbot', { timeout: 240_000, skip: missingTools('certbot', 'named', '
     const c = await certbot(['certonly', '--manual', '--preferred-challenges', 'dns', '--manual-auth-hook', `${HOOKS}/certbot-auth.sh`, '--manual-cleanup-hook', `${HOOKS}/certbot-cleanup.sh`, '-d', '*.wild.anvil.test', '-d', 'wild.anvil.test', '--cert-name', 'wild']);
     assert.equal(c.code, 0, c.out);
     await check('wild', ['*.wild.anvil.test', 'wild.anvil.test']);
+  });
+
+  test('renews (certbot 2.1 predates ARI and profiles: the directory advertising both must not break it)', async () => {
+    const d = await runTool('curl', ['-sf', '--cacert', anvil.rootPem, anvil.directoryUrl]);
+    assert.equal(d.code, 0, d.out);
+    const dirJson = JSON.parse(d.stdout) as { renewalInfo?: string; meta?: { profiles?: Record<string, string> } };
+    assert.ok(dirJson.renewalInfo, 'the directory advertises renewalInfo');
+    assert.ok(dirJson.meta?.profiles?.shortlived, 'the directory advertises profiles');
+    const live = `${dir}/config/live/certbot-http.anvil.test/cert.pem`;
+    const before = new X509Certificate(await readFile(live)).serialNumber;
+    // certbot sleeps up to 8 minutes before a non-interactive renewal unless told not to.
+    const r = await certbot(['renew', '--cert-name', 'certbot-http.anvil.test', '--force-renewal', '--no-random-sleep-on-renew']);
+    assert.equal(r.code, 0, r.out);
+    const after = new X509Certificate(await readFile(live)).serialNumber;
+    assert.notEqual(after, before, 'a new certificate is live');
+    await check('certbot-http.anvil.test', ['certbot-http.anvil.test', 'www.certbot-http.anvil.test']);
   });
 
   test('revokes a certificate, and a second revocation is refused as already revoked', async () => {

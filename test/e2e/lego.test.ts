@@ -3,6 +3,7 @@
  * provider updating a real BIND 9, CAA records served by BIND, and revocation.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -81,6 +82,15 @@ describe('lego', { timeout: 240_000, skip: missingTools('lego', 'named', 'nsupda
     const yes = await lego(['--domains', 'caa-yes.anvil.test', '--http', '--http.port', `127.0.0.1:${httpPort}`, 'run']);
     assert.equal(yes.code, 0, yes.out);
     await check('caa-yes.anvil.test', ['caa-yes.anvil.test']);
+  });
+
+  test('renews (lego 4.9 predates ARI and profiles: the directory advertising both must not break it)', async () => {
+    const file = path.join(dir, 'certificates', 'lego-http.anvil.test.crt');
+    const before = new X509Certificate(await readFile(file)).serialNumber;
+    const r = await lego(['--domains', 'lego-http.anvil.test', '--http', '--http.port', `127.0.0.1:${httpPort}`, 'renew', '--days', '3650', '--no-random-sleep']);
+    assert.equal(r.code, 0, r.out);
+    assert.notEqual(new X509Certificate(await readFile(file)).serialNumber, before, 'a new certificate was written');
+    await check('lego-http.anvil.test', ['lego-http.anvil.test']);
   });
 
   test('revokes a certificate', async () => {
