@@ -192,9 +192,15 @@ describe('decide: ARI (RFC 9773)', () => {
     assert.match(d.reason, /is in the past/);
   });
 
-  test('... but only once: a certificate obtained minutes ago is not renewed again at once', () => {
+  test('... also for a certificate obtained minutes ago (a CA revoking it, an operator pulling windows forward)', () => {
     const obtained = at(10);
-    const s = state({ issued: { serial: 'AA01', at: obtained.toISOString(), server: 'https://ca.example/dir', caIndex: 0 }, ari: ari(at(5), at(6)) });
+    const s = state({ issued: { serial: 'AA01', at: obtained.toISOString(), server: 'https://ca.example/dir', caIndex: 0, trigger: 'lifetime' }, ari: ari(at(5), at(6)) });
+    assert.equal(run({ now: new Date(obtained.getTime() + 10 * 60_000), state: s }).due, true);
+  });
+
+  test('... but once: a certificate ARI renewed minutes ago is not renewed for ARI again at once', () => {
+    const obtained = at(10);
+    const s = state({ issued: { serial: 'AA01', at: obtained.toISOString(), server: 'https://ca.example/dir', caIndex: 0, trigger: 'ari-past' }, ari: ari(at(5), at(6)) });
     const d = run({ now: new Date(obtained.getTime() + 10 * 60_000), state: s });
     assert.equal(d.due, false);
     assert.equal(d.rule, 'guard');
@@ -206,7 +212,7 @@ describe('decide: ARI (RFC 9773)', () => {
 
   test('the guard follows minIntervalMs when given', () => {
     const obtained = at(10);
-    const s = state({ issued: { serial: 'AA01', at: obtained.toISOString(), server: 'https://ca.example/dir', caIndex: 0 }, ari: ari(at(5), at(6)) });
+    const s = state({ issued: { serial: 'AA01', at: obtained.toISOString(), server: 'https://ca.example/dir', caIndex: 0, trigger: 'ari' }, ari: ari(at(5), at(6)) });
     assert.equal(run({ now: new Date(obtained.getTime() + 2 * HOUR), state: s, options: { minIntervalMs: HOUR } }).due, true);
   });
 

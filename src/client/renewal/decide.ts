@@ -11,9 +11,11 @@
  * 6. Without ARI: at 2/3 of the lifetime (1/2 when the lifetime is under 10 days).
  *
  * The lifetime counts from when the client obtained the certificate when that is later than its
- * notBefore, so a backdated notBefore cannot make a fresh certificate look due; and the soft rules
- * (5, 6) never renew a certificate obtained less than a minimum interval ago (a CA that keeps
- * answering with a window in the past gets one renewal, not a loop).
+ * notBefore, so a backdated notBefore cannot make a fresh certificate look due. ARI is followed
+ * at once, also for a fresh certificate (a CA revoking it, an operator pulling windows forward);
+ * but a certificate that was itself obtained because of ARI less than a minimum interval ago is not
+ * renewed again for ARI before that interval is over, so a CA that keeps answering with windows in
+ * the past gets one renewal per interval, not a loop.
  */
 import type { Random } from '../../lib/random.js';
 import type { CertKeyType } from '../keys.js';
@@ -39,8 +41,8 @@ export interface DecideOptions {
   /** Renew even when not due. */
   force?: boolean;
   /**
-   * The soft rules (ARI, lifetime) never renew a certificate obtained less than this long ago.
-   * Default: a tenth of its lifetime, at most one day.
+   * A certificate obtained because of ARI is not renewed for ARI again before this long (nor for
+   * the lifetime rule, whatever obtained it). Default: a tenth of its lifetime, at most one day.
    */
   minIntervalMs?: number;
   /**
@@ -186,6 +188,7 @@ export function decide(input: DecideInput): Decision {
 
   const minInterval = o.minIntervalMs ?? Math.min(DAY, lifetime / 10);
   const guardUntil = Number.isFinite(obtained) ? obtained + minInterval : -Infinity;
+  const ariGuardUntil = mine?.trigger === 'ari' || mine?.trigger === 'ari-past' ? guardUntil : -Infinity;
   const lookahead = o.lookaheadMs ?? 0;
   const soon = (at: number, ...more: number[]) => new Date(Math.min(at, twentieth, ...more));
 
@@ -203,13 +206,13 @@ export function decide(input: DecideInput): Decision {
     const past = Date.parse(ari.window.end) <= t;
     const extra = ariChosen ? { ariChosen } : {};
     if (chosen <= t + lookahead || past) {
-      if (guardUntil > t) {
+      if (ariGuardUntil > t) {
         return {
           due: false,
-          at: soon(guardUntil),
+          at: soon(ariGuardUntil),
           rule: 'guard',
-          reason: `obtained ${iso(new Date(obtained))}, less than ${span(minInterval)} ago; not renewing again yet although the ${windowText(ari)} says so`,
-          nextCheck: soon(guardUntil, nextFetch),
+          reason: `renewed for ARI at ${iso(new Date(obtained))}, less than ${span(minInterval)} ago; not renewing again yet although the ${windowText(ari)} says so`,
+          nextCheck: soon(ariGuardUntil, nextFetch),
           ...extra,
         };
       }

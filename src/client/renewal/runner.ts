@@ -178,7 +178,8 @@ interface Planned {
   name: string;
   config: LineageConfig | null;
   files: LineageFiles | null;
-  cert: X509Certificate | null;
+  /** The live certificate, parsed only when needed (certID, revocation check); see #leaf. */
+  cert?: X509Certificate | null;
   facts: CertFacts | null;
   state: RenewalState;
   dirty: boolean;
@@ -458,7 +459,7 @@ export class RenewalRunner {
   }
 
   async #load(name: string): Promise<Planned> {
-    const p: Planned = { name, config: null, files: null, cert: null, facts: null, state: { version: 1, failures: 0, failuresAtCa: 0, caIndex: 0 }, dirty: false, warnings: [] };
+    const p: Planned = { name, config: null, files: null, facts: null, state: { version: 1, failures: 0, failuresAtCa: 0, caIndex: 0 }, dirty: false, warnings: [] };
     try {
       const [config, files, st] = await Promise.all([this.#d.store.readConfig(name), this.#d.store.current(name), this.#states.read(name)]);
       p.config = config;
@@ -468,19 +469,48 @@ export class RenewalRunner {
       if (config && (!Array.isArray(config.identifiers) || typeof config.server !== 'string' || !config.solver)) {
         throw new AcmeClientError('BAD_INPUT', `renewal/${name}.json lacks "identifiers", "server" or "solver"`);
       }
-      if (files) {
-        try {
-          p.cert = new X509Certificate(await readFile(files.cert));
-        } catch (e) {
-          // An unreadable live certificate is replaced: decide() sees "no live certificate".
-          p.warnings.push(`the live certificate ${files.cert} cannot be read (${(e as Error).message}); getting a new one`);
+      const cached = p.state.cert;
+      if (files && cached?.version === files.version) {
+        p.facts = {
+          serial: cached.serial,
+          notBefore: new Date(cached.notBefore),
+          notAfter: new Date(cached.notAfter),
+          identifiers: cached.identifiers,
+          keyType: cached.keyType as CertFacts['keyType'],
+        };
+      } else if (files) {
+        const cert = await this.#leaf(p);
+        if (cert) {
+          p.facts = certFacts(cert);
+          p.state.cert = {
+            version: files.version,
+            serial: p.facts.serial,
+            notBefore: p.facts.notBefore.toISOString(),
+            notAfter: p.facts.notAfter.toISOString(),
+            identifiers: p.facts.identifiers,
+            keyType: p.facts.keyType,
+          };
+          p.dirty = true;
         }
-        if (p.cert) p.facts = certFacts(p.cert);
       }
     } catch (e) {
       p.loadError = e;
     }
     return p;
+  }
+
+  /** The live certificate, read once; null (with a warning) when it cannot be read. */
+  async #leaf(p: Planned): Promise<X509Certificate | null> {
+    if (p.cert !== undefined) return p.cert;
+    if (!p.files) return (p.cert = null);
+    try {
+      p.cert = new X509Certificate(await readFile(p.files.cert));
+    } catch (e) {
+      // An unreadable live certificate is replaced: decide() sees "no live certificate".
+      p.warnings.push(`the live certificate ${p.files.cert} cannot be read (${(e as Error).message}); getting a new one`);
+      p.cert = null;
+    }
+    return p.cert;
   }
 
   async #save(p: Planned): Promise<void> {
@@ -504,17 +534,25 @@ export class RenewalRunner {
     // RFC 9773 §4.3.2: ask again once Retry-After has passed, not before.
     if (prev && Date.parse(prev.nextFetch) > now.getTime()) return;
     let certId = prev?.certId;
+    let conn: CaConnection;
     try {
-      certId ??= await certIdOf(p.cert!);
+      conn = await connect(ca);
+      // A CA without renewalInfo costs one directory request per run, made once for all its lineages.
+      if (!(await conn.http.directory()).renewalInfo) return;
+    } catch (e) {
+      p.warnings.push(`renewalInfo: ${(e as Error).message}`);
+      return;
+    }
+    try {
+      const leaf = await this.#leaf(p);
+      if (!leaf) return;
+      certId ??= await certIdOf(leaf);
     } catch (e) {
       p.state.ari = { serial: facts.serial, certId: '', server: ca.server, nextFetch: new Date(now.getTime() + ARI_DEFAULT_RETRY_MS * 4).toISOString(), lastError: (e as Error).message };
       p.dirty = true;
       return;
     }
     try {
-      const conn = await connect(ca);
-      const d = await conn.http.directory();
-      if (!d.renewalInfo) return;
       if (!(await ari.take(ca.server, signal))) return;
       const info = await fetchRenewalInfo(conn.http, certId, { ...(conn.get ? { get: conn.get } : {}), now: this.#d.clock.now() });
       if (!info) return;
@@ -547,7 +585,9 @@ export class RenewalRunner {
     const chain = await readFile(p.files.chain, 'utf8').catch(() => '');
     const issuerPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(chain)?.[0];
     if (!issuerPem) return;
-    const leafPem = p.cert!.toString();
+    const leaf = await this.#leaf(p);
+    if (!leaf || leaf.serialNumber !== facts.serial) return;
+    const leafPem = leaf.toString();
     try {
       let ca: string | undefined;
       const bundle = this.#issuerCa(p).caBundle;
@@ -625,8 +665,12 @@ export class RenewalRunner {
         const conn = await connect(ca);
         const api = await account(ca);
         // RFC 9773 §5: "replaces" only names a certificate of this very CA, and only when it speaks ARI.
-        if (p.facts && p.cert && this.#issuerCa(p).index === ca.index && (await conn.http.directory()).renewalInfo) {
-          replaces = p.state.ari?.serial === p.facts.serial && p.state.ari.certId ? p.state.ari.certId : await certIdOf(p.cert).catch(() => undefined);
+        if (p.facts && this.#issuerCa(p).index === ca.index && (await conn.http.directory()).renewalInfo) {
+          if (p.state.ari?.serial === p.facts.serial && p.state.ari.certId) replaces = p.state.ari.certId;
+          else {
+            const leaf = await this.#leaf(p);
+            if (leaf) replaces = await certIdOf(leaf).catch(() => undefined);
+          }
         }
         stage = 'local';
         const csr = cfg.csrFile
@@ -697,6 +741,8 @@ export class RenewalRunner {
         onDisk.issued?.serial === serial
           ? onDisk
           : recordIssued(p.state, { serial, at: this.#d.clock.now().toISOString(), server: ca.server, caIndex: ca.index, ...(issued.profile !== undefined ? { profile: issued.profile } : {}) });
+      // Why it was renewed: decide() does not renew for ARI again at once what ARI just renewed.
+      p.state.issued = { ...p.state.issued!, trigger: d.rule };
       p.dirty = true;
       if (issued.replacesError) p.warnings.push(`the CA refused "replaces" (${issued.replacesError}); renewed without it`);
       if (ca.index > 0) p.warnings.push(`renewed at fallback CA ${ca.server}; the next renewal tries ${cfg.server} first again`);

@@ -53,10 +53,26 @@ export interface IssuedState {
   profile?: string;
   /** The certID it replaced (RFC 9773 §5), when `replaces` was accepted. */
   replaced?: string;
+  /** The decision rule that renewal followed ("ari", "ari-past", "lifetime", ...), when a renewal got it. */
+  trigger?: string;
+}
+
+/**
+ * What decide() needs from the live certificate, cached by live version number (archived versions
+ * are written once and never change), so planning need not read and parse every certificate.
+ */
+export interface CertCache {
+  version: number;
+  serial: string;
+  notBefore: string;
+  notAfter: string;
+  identifiers: string[];
+  keyType: string | null;
 }
 
 export interface RenewalState {
   version: 1;
+  cert?: CertCache;
   ari?: AriState;
   revocation?: RevocationState;
   /** Consecutive failed renewal attempts (any CA). */
@@ -114,12 +130,20 @@ function revocation(v: unknown): RevocationState | undefined {
   return out;
 }
 
+function certCache(v: unknown): CertCache | undefined {
+  const c = v as Partial<CertCache> | null;
+  if (!c || typeof c !== 'object' || !isCount(c.version) || !isStr(c.serial) || !isTime(c.notBefore) || !isTime(c.notAfter)) return undefined;
+  if (!Array.isArray(c.identifiers) || !c.identifiers.every(isStr) || !(c.keyType === null || isStr(c.keyType))) return undefined;
+  return { version: c.version, serial: c.serial, notBefore: c.notBefore, notAfter: c.notAfter, identifiers: [...c.identifiers], keyType: c.keyType };
+}
+
 function issued(v: unknown): IssuedState | undefined {
   const i = v as Partial<IssuedState> | null;
   if (!i || typeof i !== 'object' || !isStr(i.serial) || !isTime(i.at) || !isStr(i.server)) return undefined;
   const out: IssuedState = { serial: i.serial, at: i.at, server: i.server, caIndex: isCount(i.caIndex) ? i.caIndex : 0 };
   if (isStr(i.profile)) out.profile = i.profile;
   if (isStr(i.replaced)) out.replaced = i.replaced;
+  if (isStr(i.trigger)) out.trigger = i.trigger;
   return out;
 }
 
@@ -134,6 +158,8 @@ export function normalizeState(raw: unknown): RenewalState {
   if (rv) s.revocation = rv;
   const is = issued(r.issued);
   if (is) s.issued = is;
+  const cc = certCache(r.cert);
+  if (cc) s.cert = cc;
   if (isCount(r.failures)) s.failures = r.failures;
   if (isCount(r.failuresAtCa)) s.failuresAtCa = r.failuresAtCa;
   if (isCount(r.caIndex)) s.caIndex = r.caIndex;
@@ -191,6 +217,6 @@ export class RenewalStateStore {
  * certificate dropped (RFC 9773 §4.3: no more renewalInfo checks for a replaced certificate).
  */
 export function recordIssued(prev: RenewalState, issued: IssuedState): RenewalState {
-  const { ari: _ari, revocation: _rev, nextAttempt: _next, lastError: _err, lastExitCode: _code, ...rest } = prev;
+  const { ari: _ari, revocation: _rev, cert: _cert, nextAttempt: _next, lastError: _err, lastExitCode: _code, ...rest } = prev;
   return { ...rest, version: 1, issued, failures: 0, failuresAtCa: 0, caIndex: 0, lastResult: 'renewed', lastRenewal: issued.at, lastAttempt: issued.at };
 }
