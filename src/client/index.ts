@@ -3,8 +3,9 @@
  *
  * Layers, lowest first: `AcmeHttp` (JWS signing, nonces, retries, size caps, origin checks),
  * `AcmeApi` (one method per RFC 8555 resource), flows (`openAccount`, `obtainCertificate`,
- * `issueToLineage`), solvers (http-01, tls-alpn-01, dns-01 through a `DnsProvider`), and the
- * on-disk store (`AccountStore`, `LineageStore`). Every failure is an `AcmeClientError` with a
+ * `issueToLineage`), solvers (http-01, tls-alpn-01, dns-01 through a `DnsProvider`), the
+ * on-disk store (`AccountStore`, `LineageStore`), and renewal (`decide`, `RenewalRunner`,
+ * `runDaemon`, RFC 9773 ARI helpers; docs/renewal.md). Every failure is an `AcmeClientError` with a
  * stable `code`; a server's problem document arrives as `AcmeProblemError` with its `type`.
  *
  * @example
@@ -26,7 +27,7 @@
  * ```
  */
 export { AcmeHttp, parseLinks, parseRetryAfter, type AccountSigner, type AcmeResponse, type HttpOptions } from './http.js';
-export { AcmeApi, signerSpki, type Account, type ExternalAccountBinding, type Order } from './api.js';
+export { AcmeApi, signerSpki, type Account, type ExternalAccountBinding, type NewOrderOptions, type Order } from './api.js';
 export { AcmeClientError, AcmeProblemError, type ClientErrorCode } from './errors.js';
 export {
   ACCOUNT_KEY_ALGS,
@@ -57,9 +58,35 @@ export {
   type SolverConfig,
   type StoredAccount,
 } from './store.js';
-export { checkChain, obtainCertificate, type ObtainOptions, type Obtained } from './flows/issue.js';
+export { checkChain, isReplacesRefusal, obtainCertificate, type ObtainOptions, type Obtained } from './flows/issue.js';
 export { openAccount, rolloverAccount, type OpenAccountOptions, type OpenedAccount } from './flows/account.js';
 export { issueToLineage, type IssueToLineageOptions, type IssuedLineage } from './flows/lineage.js';
+export {
+  AriError,
+  certIdOf,
+  clampRetryAfter,
+  fetchRenewalInfo,
+  parseRenewalInfo,
+  type RenewalInfo,
+  type UnauthenticatedGet,
+} from './renewal/ari.js';
+export { applyRenewalInfo, decide, type CertFacts, type DecideInput, type DecideOptions, type Decision, type DecisionRule } from './renewal/decide.js';
+export { RenewalStateStore, type RenewalState } from './renewal/state.js';
+export {
+  RenewalRunner,
+  caList,
+  certFacts,
+  summaryLine,
+  type CaConnection,
+  type CaRef,
+  type LineageResult,
+  type LineageStatus,
+  type RunnerDeps,
+  type RunOptions,
+  type RunSummary,
+} from './renewal/runner.js';
+export { runDaemon, type DaemonOptions, type DaemonResult } from './renewal/daemon.js';
+export { createUnauthenticatedGet } from './renewal/http-get.js';
 export { StandaloneHttp01, WebrootHttp01 } from './solvers/http01.js';
 export { StandaloneTlsAlpn01, acmeTlsCertificate } from './solvers/tls-alpn01.js';
 export { Dns01Solver, type Dns01Options } from './solvers/dns01.js';
