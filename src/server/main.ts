@@ -18,6 +18,9 @@ import type { ServerConfig } from './config.js';
 import { faultsActive } from './authority/testing-faults.js';
 import { caExists, initCa, loadCa } from './issuance/ca.js';
 import { Profiles } from './issuance/profiles.js';
+import { CrlService } from './revocation/crl.js';
+import { registerRevocationRoutes } from './revocation/http.js';
+import { OcspResponder } from './revocation/ocsp.js';
 import { createValidator } from './validation/index.js';
 import type { Validator } from './validation/types.js';
 
@@ -108,6 +111,12 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     allowEd25519: config.issuance.allowEd25519,
   });
   const store = await openStore({ type: config.storage.type, path: dbPathOf(config) });
+  // Revocation status (RFC 5280 CRL, RFC 6960 OCSP), signed by the intermediate.
+  const rv = config.revocation;
+  const crl = rv.crl.enabled
+    ? new CrlService({ store, issuer: ca, logger: log, clock, random, validityHours: rv.crl.validityHours, refreshMinutes: rv.crl.refreshMinutes })
+    : undefined;
+  const ocsp = rv.ocsp.enabled ? new OcspResponder({ store, issuer: ca, logger: log, clock, validityHours: rv.ocsp.validityHours }) : undefined;
   const { caa, ...validationConfig } = config.validation;
   const validator =
     deps.validator ??
@@ -134,6 +143,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     },
     accountUrl: (id) => baseUrl + paths().account(id),
     testingRandom,
+    // A revocation signs a new CRL at once (OCSP answers from the store and needs nothing).
+    ...(crl ? { onRevoked: async () => void (await crl.regenerate()) } : {}),
   });
 
   let https: { key: string; cert: string } | undefined;
@@ -168,7 +179,16 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     ...(testing ? { testing: { faults: testing, random: testingRandom } } : {}),
   });
 
+  await registerRevocationRoutes(app, {
+    ...(crl ? { crl } : {}),
+    ...(ocsp ? { ocsp } : {}),
+    paths: { crl: P.crl, ocsp: P.ocsp },
+    clock,
+    crlMaxAgeSeconds: Math.round(rv.crl.refreshMinutes * 60),
+  });
+
   await app.listen({ host: config.listen.host, port });
+  crl?.start();
   const recovered = await authority.recover();
 
   // Background upkeep: expired nonces go (a nonce is checked for expiry anyway), and issuances or
@@ -195,6 +215,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         clearInterval(purge);
         await app.close();
         await authority.close();
+        await crl?.close();
         await store.close();
       })();
       return closing;
