@@ -16,6 +16,7 @@ import { AcmeClientError, AcmeProblemError } from '../client/errors.js';
 import { parseHookCommand, runHooks, type HookContext } from '../client/hooks.js';
 import { openAccount, rolloverAccount } from '../client/flows/account.js';
 import { issueToLineage } from '../client/flows/lineage.js';
+import { decideLineage } from '../client/renewal/runner.js';
 import { AcmeHttp } from '../client/http.js';
 import { ACCOUNT_KEY_ALGS, accountSigner, CERT_KEY_TYPES, keyTypeOf, parseCertKeyType, readCsr, readPrivateKey, type AccountKeyAlg, type CertKeyType } from '../client/keys.js';
 import { StandaloneHttp01, WebrootHttp01 } from '../client/solvers/http01.js';
@@ -342,13 +343,13 @@ async function issue(o: IssueOpts): Promise<void> {
       existing.identifiers.map((i) => `${i.type}:${i.value}`).sort().join() === identifiers.map((i) => `${i.type}:${i.value}`).sort().join();
     if (cur && sameNames) {
       const cert = new X509Certificate(await readFile(cur.cert));
-      const start = new Date(cert.validFrom).getTime();
       const end = new Date(cert.validTo).getTime();
-      // Not yet in the last third of its life: nothing to do (issue #4 brings the full renewal logic).
-      if (Date.now() < start + ((end - start) * 2) / 3) {
+      // The renewal rules of docs/renewal.md, from local files only (ARI as `anvil renew` last saw it).
+      const d = await decideLineage(lineages, name, existing);
+      if (d && !d.due) {
         out(
           o,
-          { name, status: 'not-due', notAfter: new Date(end).toISOString(), files: cur },
+          { name, status: 'not-due', notAfter: new Date(end).toISOString(), dueAt: d.at.toISOString(), reason: d.reason, files: cur },
           `${name}: the certificate is valid until ${new Date(end).toISOString()} and not yet due; nothing done (--force to get a new one now)\n`,
         );
         return;

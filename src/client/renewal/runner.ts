@@ -868,3 +868,25 @@ export function summaryLine(r: LineageResult): string {
       return `${r.name}: FAILED${r.renewed ? ` after renewing (serial ${r.serial})` : ` (${r.reason})`}: ${r.error?.message ?? 'unknown error'}: ${r.hint ?? ''}${warn}`;
   }
 }
+
+/**
+ * The decision for one lineage from local files only (no ARI request, no revocation check): what
+ * `anvil issue` uses to tell whether an existing certificate is due. Null when nothing is live.
+ */
+export async function decideLineage(
+  store: LineageStore,
+  name: string,
+  config: Pick<LineageConfig, 'identifiers' | 'keyType' | 'profile' | 'fallback'>,
+  o: { now?: Date; random?: () => number } = {},
+): Promise<Decision | null> {
+  const files = await store.current(name);
+  if (!files) return null;
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(await readFile(files.cert));
+  } catch {
+    return null;
+  }
+  const { state } = await new RenewalStateStore(store.root).read(name);
+  return decide({ cert: certFacts(cert), config, state, now: o.now ?? new Date(), random: o.random ?? Math.random });
+}
