@@ -194,6 +194,8 @@ async function fetchBounded(
     const name = (e as { name?: string }).name;
     throw new Unusable(name === 'TimeoutError' || name === 'AbortError' ? 'timed out' : `request failed: ${(e as Error).message}`);
   }
+  // A body we stop reading is destroyed, which undici reports as an 'error' event: swallow it.
+  res.body.on('error', () => undefined);
   if (res.statusCode !== 200) {
     res.body.destroy();
     throw new Unusable(`HTTP ${res.statusCode}`);
