@@ -48,8 +48,9 @@ describe('parseRenewalInfo', () => {
     assert.equal(r.retryAfterMs, 3_600_000);
   });
 
-  test('drops an explanationURL that is not http(s)', () => {
+  test('drops an explanationURL that is not http(s), or that holds control characters (terminal escapes)', () => {
     assert.equal(parseRenewalInfo({ ...ok, explanationURL: 'javascript:alert(1)' }, 60, NOW).explanationURL, undefined);
+    assert.equal(parseRenewalInfo({ ...ok, explanationURL: 'https://ca.example/\u001b[2J' }, 60, NOW).explanationURL, undefined);
   });
 
   const bad: Array<[string, unknown]> = [

@@ -102,8 +102,9 @@ export function parseRenewalInfo(body: unknown, retryAfterSeconds: number | unde
     throw new AriError('BAD_RESPONSE', 'renewalInfo: the suggested window is decades away', false);
   }
   const info: RenewalInfo = { start, end, retryAfterMs: clampRetryAfter(retryAfterSeconds) };
-  // Only an http(s) URL is shown to the operator; anything else is dropped.
-  if (typeof b.explanationURL === 'string' && /^https?:\/\/[^\s]{1,2000}$/.test(b.explanationURL)) info.explanationURL = b.explanationURL;
+  // Only an http(s) URL of printable ASCII is shown to the operator (no terminal escapes); anything
+  // else is dropped.
+  if (typeof b.explanationURL === 'string' && /^https?:\/\/[\x21-\x7e]{1,2000}$/.test(b.explanationURL)) info.explanationURL = b.explanationURL;
   return info;
 }
 
