@@ -142,6 +142,16 @@ describe('anvil renew against anvil server', { timeout: 300_000 }, () => {
     assert.match(line(next.stdout, 'broken'), /^broken: FAILED earlier \(1 in a row: .*\): an earlier attempt failed/);
   });
 
+  test('a certificate revoked at the CA is renewed at the next run: OCSP says so', async () => {
+    const before = await issue('revoked');
+    const rv = await cli(['revoke', 'revoked', '--reason', 'keyCompromise']);
+    assert.equal(rv.code, 0, rv.out);
+    const r = await cli(['renew', '--cert', 'revoked', '--no-random-delay']);
+    assert.equal(r.code, 0, r.out);
+    assert.match(line(r.stdout, 'revoked'), /^revoked: renewed \(revoked at \S+ \(OCSP\)\) serial /);
+    assert.notEqual((await leaf('revoked')).serialNumber, before.serialNumber);
+  });
+
   test('usage errors exit with 2', async () => {
     const r = await cli(['renew', '--cert', 'no-such-lineage', '--no-random-delay']);
     assert.equal(r.code, 2, r.out);
