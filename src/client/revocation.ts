@@ -136,7 +136,7 @@ function parseInputs(leafPem: string, issuerPem: string): Parsed {
   }
   const issuerKey = spkiKey(issuer);
   // CertIDs and CRL signatures are only meaningful for the real issuer: check it signed the leaf.
-  if (!verifySignature(leaf.signatureAlgorithm, AsnConvert.serialize(leaf.tbsCertificate), leaf.signatureValue, issuerKey)) {
+  if (!verifySignature(leaf.signatureAlgorithm, leaf.tbsCertificateRaw ?? AsnConvert.serialize(leaf.tbsCertificate), leaf.signatureValue, issuerKey)) {
     throw new Unusable('the issuer certificate given did not sign this certificate');
   }
   return {
@@ -235,7 +235,7 @@ function ocspSigners(basic: BasicOCSPResponse, p: Parsed, now: number): KeyObjec
     const eku = ext(tbs.extensions, id_ce_extKeyUsage);
     if (!eku || !AsnConvert.parse(eku.extnValue.buffer, ExtendedKeyUsage).includes(id_kp_OCSPSigning)) continue;
     if (tbs.validity.notBefore.getTime().getTime() > now || tbs.validity.notAfter.getTime().getTime() < now) continue;
-    if (!verifySignature(c.signatureAlgorithm, AsnConvert.serialize(tbs), c.signatureValue, p.issuerKey)) continue;
+    if (!verifySignature(c.signatureAlgorithm, c.tbsCertificateRaw ?? AsnConvert.serialize(tbs), c.signatureValue, p.issuerKey)) continue;
     try {
       keys.push(spkiKey(c));
     } catch {

@@ -201,8 +201,9 @@ export class OcspResponder {
     return ours.name.equals(Buffer.from(id.issuerNameHash.buffer)) && ours.key.equals(Buffer.from(id.issuerKeyHash.buffer));
   }
 
+  /** The CertID as sent (its encoding is echoed in the response, so it is part of the key). */
   #cacheKey(id: CertID): string {
-    return `${id.hashAlgorithm.algorithm}|${Buffer.from(id.serialNumber).toString('hex')}`;
+    return Buffer.from(AsnConvert.serialize(id)).toString('base64');
   }
 
   async #status(id: CertID): Promise<{ name: CertStatusName; key: string; certStatus: CertStatus }> {
