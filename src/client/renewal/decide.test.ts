@@ -161,6 +161,11 @@ describe('decide: ARI (RFC 9773)', () => {
     assert.equal(d.rule, 'ari');
   });
 
+  test('an overdue fetch (the CA could not be asked) does not pull the next check into the past', () => {
+    const d = run({ now: at(65), state: state({ ari: { ...win, nextFetch: at(64).toISOString() } }) });
+    assert.equal(d.nextCheck.toISOString(), at(71).toISOString());
+  });
+
   test('due at the chosen time, and an explanationURL is shown', () => {
     const d = run({ now: at(71), state: state({ ari: { ...win, explanationURL: 'https://ca.example/incident' } }) });
     assert.equal(d.due, true);

@@ -194,7 +194,8 @@ export function decide(input: DecideInput): Decision {
 
   // Rule 5: ARI, for this very certificate.
   const ari = state.ari?.serial === cert.serial ? state.ari : undefined;
-  const nextFetch = ari ? Date.parse(ari.nextFetch) : Infinity;
+  // A fetch that is overdue (the CA could not be asked this run) does not make the caller spin.
+  const nextFetch = ari && Date.parse(ari.nextFetch) > t ? Date.parse(ari.nextFetch) : Infinity;
   if (ari?.window) {
     let chosenIso = ari.chosen;
     let ariChosen: Date | undefined;

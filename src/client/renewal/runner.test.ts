@@ -594,6 +594,30 @@ describe('RenewalRunner against anvil server, with a fake clock', () => {
     assert.equal(one(rs, 'bad').error?.code, 'STORE');
   });
 
+  test('a CA that cannot be reached costs one directory request per run, and its lineages wait with backoff', async () => {
+    const e = await env();
+    for (const n of ['down1', 'down2', 'down3']) await e.issue(n, [`${n}.example.com`]);
+    let asked = 0;
+    const connect: RunnerDeps['connect'] = async ({ server }) => {
+      const h = http(server);
+      Object.assign(h, {
+        directory: async () => {
+          asked++;
+          throw new AcmeClientError('NETWORK', `GET ${server} failed: connect ECONNREFUSED`);
+        },
+      });
+      return { http: h, close: () => h.close() };
+    };
+    const summary = await e.runner({ connect }).run();
+    assert.equal(asked, 1);
+    assert.deepEqual(summary.results.map((r) => r.status), ['not-due', 'not-due', 'not-due']);
+    assert.match(summary.results[0]!.warnings?.join() ?? '', /renewalInfo: .*ECONNREFUSED \(asking again after 60 s\)/);
+    const st = (await e.states.read('down1')).state.ari!;
+    assert.equal(st.errors, 1);
+    assert.equal(Date.parse(st.nextFetch) - clock.now().getTime(), MIN);
+    assert.ok(Date.parse(summary.nextCheck!) > clock.now().getTime(), 'nothing to look at again before then');
+  });
+
   test('dry run: reports what is due, orders nothing, writes no state', async () => {
     const e = await env();
     await e.issue('dry', ['dry.example.com']);

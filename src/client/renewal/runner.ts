@@ -28,10 +28,11 @@ import { sanIdentifiers } from '../flows/issue.js';
 import { issueToLineage, type IssuedLineage, type IssueToLineageOptions } from '../flows/lineage.js';
 import type { HookContext } from '../hooks.js';
 import type { AcmeHttp } from '../http.js';
+import type { Directory } from '../../protocol/types.js';
 import { keyTypeOf, readCsr } from '../keys.js';
 import type { Solver } from '../solvers/types.js';
 import type { AccountStore, LineageConfig, LineageFiles, LineageStore, SolverConfig } from '../store.js';
-import { AriError, ARI_DEFAULT_RETRY_MS, certIdOf, fetchRenewalInfo, type UnauthenticatedGet } from './ari.js';
+import { AriError, ARI_DEFAULT_RETRY_MS, ARI_MAX_RETRY_MS, certIdOf, fetchRenewalInfo, type UnauthenticatedGet } from './ari.js';
 import { applyRenewalInfo, decide, iso, span, unitRandom, type CertFacts, type Decision, type DecisionRule } from './decide.js';
 import { KeyedMutex, mapLimit, RateLimits, realSleep, type Sleep } from './limits.js';
 import { recordIssued, RenewalStateStore, type RenewalState } from './state.js';
@@ -327,9 +328,20 @@ export class RenewalRunner {
       if (!c) {
         c = this.#d.connect(ca);
         conns.set(key, c);
-        c.catch(() => conns.delete(key));
       }
       return c;
+    };
+    // One directory request per CA and run, its failure included: a CA that is down costs one
+    // failed request per run, not one per lineage.
+    const directories = new Map<string, Promise<Directory>>();
+    const directory = (ca: { server: string; caBundle?: string }): Promise<{ conn: CaConnection; dir: Directory }> => {
+      const key = `${ca.server}\n${ca.caBundle ?? ''}`;
+      let d = directories.get(key);
+      if (!d) {
+        d = connect(ca).then((c) => c.http.directory());
+        directories.set(key, d);
+      }
+      return Promise.all([connect(ca), d]).then(([conn, dir]) => ({ conn, dir }));
     };
     const account = async (ca: CaRef): Promise<AcmeApi> => {
       const key = `${ca.server}\n${ca.caBundle ?? ''}\n${ca.account}`;
@@ -353,7 +365,7 @@ export class RenewalRunner {
       await mapLimit(planned, o.networkConcurrency ?? 16, async (p) => {
         if (signal?.aborted || !p.facts || !p.config || o.force) return;
         if (p.facts.notAfter.getTime() <= now.getTime()) return;
-        await this.#refreshAri(p, connect, limits.ari, signal);
+        await this.#refreshAri(p, directory, limits.ari, signal);
         if (revocation && this.#d.checkRevocation) await this.#refreshRevocation(p, o.revocationIntervalMs ?? 12 * 3_600_000);
       });
       // 3. Decide.
@@ -440,12 +452,12 @@ export class RenewalRunner {
     }
     const order = new Map(names.map((n, i) => [n, i]));
     results.sort((a, b) => (order.get(a.name) ?? 0) - (order.get(b.name) ?? 0));
-    const checks = results.map((r) => (r.nextCheck ? Date.parse(r.nextCheck) : Infinity)).filter((t) => Number.isFinite(t));
+    const next = results.reduce((m, r) => (r.nextCheck ? Math.min(m, Date.parse(r.nextCheck)) : m), Infinity);
     return {
       results,
       startedAt: started.toISOString(),
       finishedAt: this.#d.clock.now().toISOString(),
-      ...(checks.length ? { nextCheck: new Date(Math.min(...checks)).toISOString() } : {}),
+      ...(Number.isFinite(next) ? { nextCheck: new Date(next).toISOString() } : {}),
       aborted: Boolean(signal?.aborted),
     };
   }
@@ -526,33 +538,35 @@ export class RenewalRunner {
     return cas[i] ?? cas[0]!;
   }
 
-  async #refreshAri(p: Planned, connect: (ca: { server: string; caBundle?: string }) => Promise<CaConnection>, ari: RateLimits, signal?: AbortSignal): Promise<void> {
+  async #refreshAri(
+    p: Planned,
+    directory: (ca: { server: string; caBundle?: string }) => Promise<{ conn: CaConnection; dir: Directory }>,
+    ari: RateLimits,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const facts = p.facts!;
     const ca = this.#issuerCa(p);
     const prev = p.state.ari?.serial === facts.serial && p.state.ari.server === ca.server ? p.state.ari : undefined;
     const now = this.#d.clock.now();
     // RFC 9773 §4.3.2: ask again once Retry-After has passed, not before.
     if (prev && Date.parse(prev.nextFetch) > now.getTime()) return;
-    let certId = prev?.certId;
-    let conn: CaConnection;
+    let certId = prev?.certId || undefined;
     try {
-      conn = await connect(ca);
       // A CA without renewalInfo costs one directory request per run, made once for all its lineages.
-      if (!(await conn.http.directory()).renewalInfo) return;
-    } catch (e) {
-      p.warnings.push(`renewalInfo: ${(e as Error).message}`);
-      return;
-    }
-    try {
-      const leaf = await this.#leaf(p);
-      if (!leaf) return;
-      certId ??= await certIdOf(leaf);
-    } catch (e) {
-      p.state.ari = { serial: facts.serial, certId: '', server: ca.server, nextFetch: new Date(now.getTime() + ARI_DEFAULT_RETRY_MS * 4).toISOString(), lastError: (e as Error).message };
-      p.dirty = true;
-      return;
-    }
-    try {
+      const { conn, dir } = await directory(ca);
+      if (!dir.renewalInfo) return;
+      if (!certId) {
+        const leaf = await this.#leaf(p);
+        if (!leaf) return;
+        try {
+          certId = await certIdOf(leaf);
+        } catch (e) {
+          // No Authority Key Identifier: no ARI for this certificate; the lifetime rule applies.
+          p.state.ari = { serial: facts.serial, certId: '', server: ca.server, nextFetch: new Date(now.getTime() + ARI_MAX_RETRY_MS).toISOString(), lastError: (e as Error).message };
+          p.dirty = true;
+          return;
+        }
+      }
       if (!(await ari.take(ca.server, signal))) return;
       const info = await fetchRenewalInfo(conn.http, certId, { ...(conn.get ? { get: conn.get } : {}), now: this.#d.clock.now() });
       if (!info) return;
@@ -561,15 +575,15 @@ export class RenewalRunner {
       // RFC 9773 §4.3.3: temporary errors back off exponentially (capped); long-term ones wait six hours.
       const errors = (prev?.errors ?? 0) + 1;
       const temporary = e instanceof AriError ? e.temporary : true;
-      const wait = temporary ? Math.min(ARI_DEFAULT_RETRY_MS, 60_000 * 2 ** (errors - 1)) : ARI_DEFAULT_RETRY_MS;
+      const wait = temporary ? Math.min(ARI_DEFAULT_RETRY_MS, 60_000 * 2 ** Math.min(errors - 1, 20)) : ARI_DEFAULT_RETRY_MS;
       p.state.ari = {
         ...(prev ?? {}),
         serial: facts.serial,
-        certId,
+        certId: certId ?? '',
         server: ca.server,
         nextFetch: new Date(now.getTime() + wait).toISOString(),
         errors,
-        lastError: (e as Error).message,
+        lastError: (e as Error).message.slice(0, 500),
       };
       p.warnings.push(`renewalInfo: ${(e as Error).message} (asking again after ${span(wait)})`);
     }
@@ -839,6 +853,7 @@ export class RenewalRunner {
       exitCode: s.lastExitCode,
       failures: s.failures,
       nextAttempt: s.nextAttempt,
+      nextCheck: iso(new Date(s.nextAttempt)),
     };
     await this.#notify(p, { ...ctx, files: p.files }, `${p.name}: renewal failed: ${info.message}`, hookOpts);
     return { ...r, ...this.#warnings(p) };
