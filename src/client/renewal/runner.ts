@@ -105,7 +105,7 @@ export interface RunOptions {
   concurrency?: number;
   /** New orders per CA per minute (default 20), with a burst of up to 10. */
   ratePerMinute?: number;
-  /** renewalInfo requests per CA per minute (default 1200). */
+  /** renewalInfo requests per CA per minute (default 6000, bursts of 100). */
   ariRatePerMinute?: number;
   /** ARI and revocation requests in parallel (default 16). */
   networkConcurrency?: number;
@@ -301,11 +301,11 @@ export class RenewalRunner {
   /** Token buckets persist across runs of one runner (a daemon's ticks share them). */
   #limits(o: RunOptions): { orders: RateLimits; ari: RateLimits } {
     const rate = o.ratePerMinute ?? 20;
-    const ariRate = o.ariRatePerMinute ?? 1200;
+    const ariRate = o.ariRatePerMinute ?? 6000;
     const key = `${rate}/${ariRate}`;
     if (!this.#orderLimits || !this.#ariLimits || key !== this.#limitsKey) {
       this.#orderLimits = new RateLimits(rate, Math.min(rate, 10), this.#d.clock, this.#sleep);
-      this.#ariLimits = new RateLimits(ariRate, Math.min(ariRate, 50), this.#d.clock, this.#sleep);
+      this.#ariLimits = new RateLimits(ariRate, Math.min(ariRate, 100), this.#d.clock, this.#sleep);
       this.#limitsKey = key;
     }
     return { orders: this.#orderLimits, ari: this.#ariLimits };
