@@ -4,15 +4,12 @@
  * progress on stderr on a terminal only.
  */
 import { randomInt } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import tls from 'node:tls';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { cryptoRandom } from '../lib/random.js';
 import { systemClock } from '../lib/clock.js';
 import { runHooks } from '../client/hooks.js';
 import { verifyInstallers } from '../client/install/nginx.js';
 import { runDaemon } from '../client/renewal/daemon.js';
-import { createUnauthenticatedGet } from '../client/renewal/http-get.js';
 import { realSleep } from '../client/renewal/limits.js';
 import { RenewalRunner, summaryLine, type CheckRevocation, type LineageResult, type RunOptions, type RunSummary } from '../client/renewal/runner.js';
 import { AccountStore, checkName, LineageStore } from '../client/store.js';
@@ -69,21 +66,11 @@ export function exitCodeOf(results: readonly LineageResult[]): number {
   return codes.size === 1 ? [...codes][0]! : EXIT.failure;
 }
 
-/** How the CLI reaches a CA: the same HTTP set-up as `anvil issue`, plus a GET for renewalInfo. */
+/** How the CLI reaches a CA: the same HTTP set-up as `anvil issue`. */
 async function connector(o: RenewOpts, ca: { server: string; caBundle?: string }) {
   const opts: ClientOpts = { server: ca.server, account: 'default', ...(o.insecureLocalhost ? { insecureLocalhost: true } : {}) };
   const http = await makeHttp(opts, ca.caBundle);
-  let roots: string | undefined;
-  if (ca.caBundle) roots = `${tls.rootCertificates.join('\n')}\n${await readFile(ca.caBundle, 'utf8')}`;
-  const get = createUnauthenticatedGet({ ...(roots ? { ca: roots } : {}), allowInsecure: Boolean(o.insecureLocalhost), userAgent: 'anvil/0.1' });
-  return {
-    http,
-    get,
-    close: async () => {
-      await http.close();
-      await get.close();
-    },
-  };
+  return { http, close: () => http.close() };
 }
 
 async function renew(o: RenewOpts): Promise<void> {

@@ -190,6 +190,15 @@ export class AcmeHttp {
     };
   }
 
+  /**
+   * An unauthenticated GET of a URL on the directory's origin (RFC 9773 renewalInfo is fetched this
+   * way, not with POST-as-GET), with the same limits, timeouts and retries as every other request.
+   */
+  async get(url: string): Promise<AcmeResponse> {
+    const target = this.checkOrigin(url);
+    return this.#withRetries('GET', target, async () => this.#raw('GET', target));
+  }
+
   async directory(): Promise<Directory> {
     if (this.#directory) return this.#directory;
     const r = await this.#withRetries('GET', this.directoryUrl, async () => this.#raw('GET', this.directoryUrl));
@@ -271,4 +280,60 @@ export class AcmeHttp {
   async close(): Promise<void> {
     await this.#dispatcher.close();
   }
+}
+
+/** A connection pool for fetchBounded: `ca` replaces the system roots when given. */
+export function boundedAgent(o: { ca?: string; timeoutMs: number }): Dispatcher {
+  return new Agent({ connect: { ...(o.ca ? { ca: o.ca } : {}), timeout: o.timeoutMs }, headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs });
+}
+
+/**
+ * One bounded HTTP exchange outside ACME (OCSP, CRLs): no redirects, a size cap, a deadline, and
+ * only a 200 counts. Errors are AcmeClientError: TIMEOUT, NETWORK, RESPONSE_TOO_LARGE, BAD_RESPONSE.
+ */
+export async function fetchBounded(
+  dispatcher: Dispatcher,
+  url: string,
+  init: { method: 'GET' | 'POST'; body?: Buffer; contentType?: string; accept: string },
+  maxBytes: number,
+  deadline: number,
+): Promise<Buffer> {
+  const left = deadline - Date.now();
+  if (left <= 0) throw new AcmeClientError('TIMEOUT', `${url}: no time left`);
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(url, {
+      method: init.method,
+      dispatcher,
+      headers: { accept: init.accept, 'user-agent': 'anvil-client/0.1', ...(init.contentType ? { 'content-type': init.contentType } : {}) },
+      ...(init.body ? { body: init.body } : {}),
+      signal: AbortSignal.timeout(left),
+    });
+  } catch (e) {
+    const name = (e as { name?: string }).name;
+    if (name === 'TimeoutError' || name === 'AbortError') throw new AcmeClientError('TIMEOUT', 'timed out', { cause: e });
+    throw new AcmeClientError('NETWORK', `request failed: ${(e as Error).message}`, { cause: e });
+  }
+  // A body we stop reading is destroyed, which undici reports as an 'error' event: swallow it.
+  res.body.on('error', () => undefined);
+  if (res.statusCode !== 200) {
+    res.body.destroy();
+    throw new AcmeClientError('BAD_RESPONSE', `HTTP ${res.statusCode}`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const c of res.body) {
+      size += (c as Buffer).length;
+      if (size > maxBytes) {
+        res.body.destroy();
+        throw new AcmeClientError('RESPONSE_TOO_LARGE', `the answer is larger than ${maxBytes} bytes`);
+      }
+      chunks.push(c as Buffer);
+    }
+  } catch (e) {
+    if (e instanceof AcmeClientError) throw e;
+    throw new AcmeClientError('NETWORK', `reading the answer failed: ${(e as Error).message}`, { cause: e });
+  }
+  return Buffer.concat(chunks);
 }

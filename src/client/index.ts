@@ -86,7 +86,6 @@ export {
   type RunSummary,
 } from './renewal/runner.js';
 export { runDaemon, type DaemonOptions, type DaemonResult } from './renewal/daemon.js';
-export { createUnauthenticatedGet } from './renewal/http-get.js';
 export { StandaloneHttp01, WebrootHttp01 } from './solvers/http01.js';
 export { StandaloneTlsAlpn01, acmeTlsCertificate } from './solvers/tls-alpn01.js';
 export { Dns01Solver, type Dns01Options } from './solvers/dns01.js';

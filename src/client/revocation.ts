@@ -5,9 +5,7 @@
  * that are fresh. Everything else gives 'unknown' with the reasons in `detail`: never 'good' on a
  * guess. The renewal engine renews at once on 'revoked'.
  *
- * STYLE.md rule 1 wants HTTP in client/http.ts; AcmeHttp speaks only ACME (JSON, JWS), and these
- * fetches need other media types and limits, so the two small requests live here.
- * TODO(#4): move fetchBounded into client/http.ts next to the renewalInfo GET.
+ * The requests themselves go through client/http.ts fetchBounded (no redirects, size caps, deadline).
  */
 import { createHash, createPublicKey, randomBytes, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import {
@@ -39,7 +37,9 @@ import {
   id_pe_authorityInfoAccess,
   IssuingDistributionPoint,
 } from '@peculiar/asn1-x509';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { AcmeClientError } from './errors.js';
+import { boundedAgent, fetchBounded } from './http.js';
 
 export interface RevocationCheckResult {
   status: 'good' | 'revoked' | 'unknown';
@@ -171,51 +171,19 @@ function urlsOf(p: Parsed): { ocsp: string[]; crl: string[] } {
   return { ocsp: ocsp.filter(web).slice(0, MAX_URLS), crl: crl.filter(web).slice(0, MAX_URLS) };
 }
 
-/** One bounded HTTP exchange: no redirects, a size cap, the remaining time budget. */
-async function fetchBounded(
+/** http.ts fetchBounded, with its errors as reasons for 'unknown'. */
+async function fetchOrUnusable(
   dispatcher: Dispatcher,
   url: string,
   init: { method: 'GET' | 'POST'; body?: Buffer; contentType?: string; accept: string },
   maxBytes: number,
   deadline: number,
 ): Promise<Buffer> {
-  const left = deadline - Date.now();
-  if (left <= 0) throw new Unusable('no time left');
-  let res: Dispatcher.ResponseData;
   try {
-    res = await request(url, {
-      method: init.method,
-      dispatcher,
-      headers: { accept: init.accept, 'user-agent': 'anvil-client/0.1', ...(init.contentType ? { 'content-type': init.contentType } : {}) },
-      ...(init.body ? { body: init.body } : {}),
-      signal: AbortSignal.timeout(left),
-    });
+    return await fetchBounded(dispatcher, url, init, maxBytes, deadline);
   } catch (e) {
-    const name = (e as { name?: string }).name;
-    throw new Unusable(name === 'TimeoutError' || name === 'AbortError' ? 'timed out' : `request failed: ${(e as Error).message}`);
+    throw new Unusable(e instanceof AcmeClientError ? e.message : `request failed: ${(e as Error).message}`);
   }
-  // A body we stop reading is destroyed, which undici reports as an 'error' event: swallow it.
-  res.body.on('error', () => undefined);
-  if (res.statusCode !== 200) {
-    res.body.destroy();
-    throw new Unusable(`HTTP ${res.statusCode}`);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const c of res.body) {
-      size += (c as Buffer).length;
-      if (size > maxBytes) {
-        res.body.destroy();
-        throw new Unusable(`the answer is larger than ${maxBytes} bytes`);
-      }
-      chunks.push(c as Buffer);
-    }
-  } catch (e) {
-    if (e instanceof Unusable) throw e;
-    throw new Unusable(`reading the answer failed: ${(e as Error).message}`);
-  }
-  return Buffer.concat(chunks);
 }
 
 function certIdMatches(id: CertID, p: Parsed): boolean {
@@ -267,7 +235,7 @@ async function checkOcsp(p: Parsed, url: string, dispatcher: Dispatcher, deadlin
       requestExtensions: [new Extension({ extnID: id_pkix_ocsp_nonce, critical: false, extnValue: new OctetString(AsnConvert.serialize(new OctetString(nonce))) })],
     }),
   });
-  const body = await fetchBounded(
+  const body = await fetchOrUnusable(
     dispatcher,
     url,
     { method: 'POST', body: Buffer.from(AsnConvert.serialize(req)), contentType: 'application/ocsp-request', accept: 'application/ocsp-response' },
@@ -310,7 +278,7 @@ async function checkOcsp(p: Parsed, url: string, dispatcher: Dispatcher, deadlin
 }
 
 async function checkCrl(p: Parsed, url: string, dispatcher: Dispatcher, deadline: number): Promise<RevocationCheckResult> {
-  let body = await fetchBounded(dispatcher, url, { method: 'GET', accept: 'application/pkix-crl' }, CRL_MAX_BYTES, deadline);
+  let body = await fetchOrUnusable(dispatcher, url, { method: 'GET', accept: 'application/pkix-crl' }, CRL_MAX_BYTES, deadline);
   // RFC 5280 §4.2.1.13 says DER; some servers send PEM.
   if (body.subarray(0, 10).toString('latin1') === '-----BEGIN') {
     const pem = /-----BEGIN X509 CRL-----([\s\S]+?)-----END X509 CRL-----/.exec(body.toString('latin1'));
@@ -370,7 +338,7 @@ export async function checkRevocation(leafPem: string, issuerPem: string, opts: 
   if (!urls.ocsp.length && !urls.crl.length) {
     return { status: 'unknown', source: null, detail: 'the certificate names no http(s) OCSP responder and no CRL distribution point' };
   }
-  const dispatcher = new Agent({ connect: { ...(opts.ca ? { ca: opts.ca } : {}), timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  const dispatcher = boundedAgent({ ...(opts.ca ? { ca: opts.ca } : {}), timeoutMs });
   const why: string[] = [];
   try {
     for (const url of urls.ocsp) {

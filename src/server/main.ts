@@ -19,7 +19,7 @@ import { faultsActive } from './authority/testing-faults.js';
 import { caExists, initCa, loadCa } from './issuance/ca.js';
 import { Profiles } from './issuance/profiles.js';
 import { CrlService } from './revocation/crl.js';
-import { registerRevocationRoutes } from './revocation/http.js';
+import { registerRevocationRoutes } from './api/revocation-routes.js';
 import { OcspResponder } from './revocation/ocsp.js';
 import { createValidator } from './validation/index.js';
 import type { Validator } from './validation/types.js';

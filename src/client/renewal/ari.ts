@@ -111,28 +111,18 @@ export function parseRenewalInfo(body: unknown, retryAfterSeconds: number | unde
 /** An unauthenticated GET (RFC 9773 §4.1 asks for GET, not POST-as-GET). */
 export type UnauthenticatedGet = (url: string) => Promise<Pick<AcmeResponse, 'status' | 'body' | 'retryAfter'>>;
 
-/** AcmeHttp with a public GET: an optional ability, checked at run time. */
-interface HttpWithGet {
-  get(url: string): Promise<AcmeResponse>;
-}
-
-function hasGet(h: unknown): h is HttpWithGet {
-  return typeof (h as Partial<HttpWithGet>).get === 'function';
-}
-
 /**
  * Fetches the RenewalInfo of `certId` from the CA of `http`. Null when the CA's directory has no
  * renewalInfo (it does not speak ARI). Errors are AriError, temporary or long-term.
  */
-export async function fetchRenewalInfo(http: AcmeHttp, certId: string, o: { get?: UnauthenticatedGet; now: Date }): Promise<RenewalInfo | null> {
+export async function fetchRenewalInfo(http: AcmeHttp, certId: string, o: { /** Replaces http.get (tests). */ get?: UnauthenticatedGet; now: Date }): Promise<RenewalInfo | null> {
   if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(certId)) throw new AcmeClientError('BAD_INPUT', `"${certId.slice(0, 80)}" is not an ARI certificate identifier`);
   const d = await http.directory();
   if (!d.renewalInfo) return null;
   // SECURITY.md (client): resource URLs on another origin than the directory's are refused.
   const base = http.checkOrigin(d.renewalInfo);
   const url = `${base.replace(/\/+$/, '')}/${certId}`;
-  const get: UnauthenticatedGet | undefined = o.get ?? (hasGet(http) ? (u) => http.get(u) : undefined);
-  if (!get) throw new AcmeClientError('BAD_INPUT', 'no way to send an unauthenticated GET for renewalInfo (pass `get`)');
+  const get: UnauthenticatedGet = o.get ?? ((u) => http.get(u));
   let r: Awaited<ReturnType<UnauthenticatedGet>>;
   try {
     r = await get(url);

@@ -23,7 +23,6 @@ import { AcmeHttp } from '../http.js';
 import type { Solver } from '../solvers/types.js';
 import { AccountStore, LineageStore, type LineageConfig } from '../store.js';
 import { certIdOf } from './ari.js';
-import { createUnauthenticatedGet } from './http-get.js';
 import { RenewalRunner, summaryLine, type CheckRevocation, type LineageResult, type RunnerDeps, type RunOptions } from './runner.js';
 import { RenewalStateStore } from './state.js';
 
@@ -113,17 +112,13 @@ describe('RenewalRunner against anvil server, with a fake clock', () => {
           sleep: async (ms) => clock.advance(ms),
           connect: async ({ server }) => {
             const h = http(server);
-            const get = createUnauthenticatedGet({ allowInsecure: true });
             return {
               http: h,
               get: (url) => {
                 ariRequests.push(url);
-                return get(url);
+                return h.get(url);
               },
-              close: async () => {
-                await h.close();
-                await get.close();
-              },
+              close: () => h.close(),
             };
           },
           solvers: async () => ({ solvers: [fakeSolver()], close: async () => undefined }),

@@ -2,7 +2,7 @@
  * OCSP responder (RFC 6960) for the intermediate's certificates, with responses signed by the
  * intermediate itself (§4.2.2.2: the CA that issued the certificate signs; no delegated responder).
  * It answers from the store, so it is as fresh as the database and every replica says the same.
- * No HTTP here: revocation/http.ts carries requests in and answers out.
+ * No HTTP here: server/api/revocation-routes.ts carries requests in and answers out.
  */
 import { createHash } from 'node:crypto';
 import {

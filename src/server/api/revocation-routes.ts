@@ -1,17 +1,14 @@
 /**
  * The HTTP face of revocation: GET <crl> (RFC 5280 §4.2.1.13 distribution point, DER, RFC 2585
  * media type) and the OCSP responder, POST <ocsp> and GET <ocsp>/<url-encoded base64 request>
- * (RFC 6960 Appendix A.1). Registered on the API's Fastify instance by server/main.ts.
- *
- * STYLE.md rule 1 keeps HTTP in server/api; this file lives here because server/api/app.ts is
- * owned elsewhere. It only translates: all decisions are in crl.ts and ocsp.ts.
- * TODO(#4): move into server/api once app.ts takes extra route plug-ins.
+ * (RFC 6960 Appendix A.1). Registered on the API's Fastify instance by server/main.ts. It only
+ * translates: all decisions are in server/revocation/crl.ts and ocsp.ts.
  */
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { systemClock, type Clock } from '../../lib/clock.js';
-import type { CrlService } from './crl.js';
-import { INTERNAL_ERROR, MALFORMED, type OcspAnswer, type OcspResponder } from './ocsp.js';
+import type { CrlService } from '../revocation/crl.js';
+import { INTERNAL_ERROR, MALFORMED, type OcspAnswer, type OcspResponder } from '../revocation/ocsp.js';
 
 export interface RevocationRoutesOptions {
   /** Absent: no CRL route (revocation.crl.enabled false). */
