@@ -201,6 +201,8 @@ interface IssueOpts extends ClientOpts {
   accountKeyType: AccountKeyAlg;
   force?: boolean;
   timeout?: number;
+  profile?: string;
+  fallback?: string[];
   preHook?: string[];
   postHook?: string[];
   deployHook?: string[];
@@ -392,6 +394,33 @@ async function issue(o: IssueOpts): Promise<void> {
       onStep: step,
     });
     if (created) step(`registered account ${account.url}`);
+    if (o.profile) {
+      // draft-ietf-acme-profiles: refuse a name the CA does not offer before ordering anything.
+      const offered = (await http.directory()).meta?.profiles;
+      if (!offered) throw new UsageError(`--profile ${o.profile}: ${o.server} offers no certificate profiles; leave --profile out`);
+      if (!Object.hasOwn(offered, o.profile)) {
+        throw new UsageError(`--profile ${o.profile}: ${o.server} offers ${Object.keys(offered).join(', ')}`);
+      }
+    }
+    // Fallback CAs get an account now, so that a renewal that needs one does not stop at registering.
+    const fallback: NonNullable<LineageConfig['fallback']> = [];
+    for (const server of o.fallback ?? []) {
+      if (server === o.server) throw new UsageError(`--fallback ${server} is the --server itself`);
+      const fbHttp = await makeHttp({ ...o, server });
+      try {
+        const fb = await openAccount({
+          store: new AccountStore(root),
+          http: fbHttp,
+          name: o.account,
+          create: { contact: mailtos(o.email), agreeTos: Boolean(o.agreeTos), alg: o.accountKeyType },
+          onStep: step,
+        });
+        if (fb.created) step(`registered account ${fb.account.url} at fallback ${server}`);
+      } finally {
+        await fbHttp.close();
+      }
+      fallback.push({ server, account: o.account, ...(o.caBundle ? { caBundle: path.resolve(o.caBundle) } : {}) });
+    }
     const config: Omit<LineageConfig, 'version' | 'createdAt' | 'updatedAt'> = {
       name,
       server: o.server,
@@ -402,6 +431,8 @@ async function issue(o: IssueOpts): Promise<void> {
       ...(o.csr ? { csrFile: path.resolve(o.csr) } : {}),
       solver,
       ...(o.caBundle ? { caBundle: path.resolve(o.caBundle) } : {}),
+      ...(o.profile ? { profile: o.profile } : existing?.profile ? { profile: existing.profile } : {}),
+      ...(fallback.length ? { fallback } : existing?.fallback ? { fallback: existing.fallback } : {}),
       // Kept from the saved config: what anvil install and the hooks set up for this lineage.
       ...(hooks ? { hooks } : {}),
       ...(existing?.installers ? { installers: existing.installers } : {}),
@@ -525,6 +556,12 @@ export function registerClientCommands(program: Command): void {
       .addOption(new Option('--eab-hmac-key <key>', 'External Account Binding HMAC key (base64url)').env('ANVIL_EAB_HMAC_KEY'))
       .option('--eab-hmac-key-file <file>', 'read the EAB HMAC key from a file')
       .addOption(new Option('--account-key-type <alg>', 'key of a new account').choices([...ACCOUNT_KEY_ALGS]).default('ES256'))
+      .option('--profile <name>', "certificate profile to ask the CA for (its directory's meta.profiles; saved for renewals)")
+      .option(
+        '--fallback <url|name>',
+        'another CA to renew from after repeated failures at --server (repeatable, in order; an account is registered there now)',
+        (v: string, prev: string[] = []) => [...prev, resolveServer(v)],
+      )
       .option('--force', 'get a new certificate even if the current one is not due')
       .option('--pre-hook <command>', 'run before getting the certificate (repeatable; saved for renewals; no shell: see docs/install.md)', (v: string, prev: string[] = []) => [...prev, v])
       .option('--post-hook <command>', 'run after trying, whatever the outcome (repeatable; saved for renewals)', (v: string, prev: string[] = []) => [...prev, v])

@@ -6,61 +6,23 @@
  * and after every kind of rollback.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { InstallError, verifyInstallers } from '../../src/client/install/nginx.js';
 import { LineageStore, type LineageConfig } from '../../src/client/store.js';
 import { ANVIL_BIN, startAnvil, type StartedAnvil } from '../helpers/anvil-process.js';
 import { startBind, type Bind } from '../helpers/bind.js';
 import { freePort } from '../helpers/ports.js';
+import { NGINX, servedSerial as servedSerialOf, startNginx, type Nginx } from '../helpers/nginx.js';
 import { missingTools, runTool, type RunResult } from '../helpers/run.js';
 
-const run = promisify(execFile);
-const NGINX = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
 const NAME = 'nginx.anvil.test';
 const OTHER = 'other.anvil.test';
-
-/** The serial of the leaf served at 127.0.0.1:port (SNI `sni`), or an error after 5 s. */
-function servedSerial(port: number, sni = NAME): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port, servername: sni, rejectUnauthorized: false });
-    const t = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`no TLS handshake on ${port} within 5 s`));
-    }, 5000);
-    s.once('secureConnect', () => {
-      clearTimeout(t);
-      resolve(s.getPeerX509Certificate()!.serialNumber);
-      s.destroy();
-    });
-    s.once('error', (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-  });
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
+const servedSerial = (port: number, sni = NAME) => servedSerialOf(port, sni);
 
 const q = (s: string) => `'${s}'`;
 
@@ -71,7 +33,6 @@ describe('anvil install nginx and hooks (real nginx)', { timeout: 300_000, skip:
   let store: string;
   let httpPort: number;
   let ngx: string;
-  let mainConf: string;
   let siteConf: string;
   let nginxPort: number;
   let decoy: tls.Server | undefined;
@@ -80,7 +41,7 @@ describe('anvil install nginx and hooks (real nginx)', { timeout: 300_000, skip:
   let hookScript: string;
   let nginxFlags: string[];
 
-  const nginxPid = async () => Number((await readFile(path.join(ngx, 'nginx.pid'), 'utf8').catch(() => '')).trim()) || null;
+  let nginx: Nginx | undefined;
 
   before(async () => {
     bind = await startBind();
@@ -88,52 +49,11 @@ describe('anvil install nginx and hooks (real nginx)', { timeout: 300_000, skip:
     anvil = await startAnvil({ validation: { resolvers: [bind.addr], httpPort, addressPolicy: { allowLoopback: true } } });
     dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-install-nginx-'));
     store = path.join(dir, 'store');
-    ngx = path.join(dir, 'nginx');
-    await mkdir(path.join(ngx, 'logs'), { recursive: true });
-    await mkdir(path.join(ngx, 'tmp'));
-    // A certificate nginx serves before anything is installed.
-    await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=before.anvil.test', '-keyout', path.join(ngx, 'before.key'), '-out', path.join(ngx, 'before.pem')]);
-    nginxPort = await freePort();
-    mainConf = path.join(ngx, 'nginx.conf');
-    siteConf = path.join(ngx, 'site.conf');
-    const tmp = (n: string) => `${n}_temp_path ${path.join(ngx, 'tmp', n)};`;
-    await writeFile(
-      mainConf,
-      [
-        // As root the workers would switch to nobody; the keys are 0600 root's (nginx reads them as
-        // the master, but keep workers able to read everything here too).
-        process.getuid?.() === 0 ? 'user root;' : '',
-        'daemon on;',
-        'worker_processes 1;',
-        `pid ${path.join(ngx, 'nginx.pid')};`,
-        `error_log ${path.join(ngx, 'logs', 'error.log')} info;`,
-        'events { worker_connections 64; }',
-        'http {',
-        `  access_log ${path.join(ngx, 'logs', 'access.log')};`,
-        `  ${tmp('client_body')} ${tmp('proxy')} ${tmp('fastcgi')} ${tmp('uwsgi')} ${tmp('scgi')}`,
-        `  include ${siteConf};`,
-        '}',
-        '',
-      ].join('\n'),
-    );
-    await writeFile(
-      siteConf,
-      [
-        '# The site anvil installs into: comments and layout must survive.',
-        'server {',
-        `    listen 127.0.0.1:${nginxPort} ssl;`,
-        `    server_name ${NAME};`,
-        '',
-        `    ssl_certificate     ${path.join(ngx, 'before.pem')};   # replaced by anvil`,
-        `    ssl_certificate_key ${path.join(ngx, 'before.key')};`,
-        '    location / { return 200 "hello\\n"; }',
-        '}',
-        '',
-      ].join('\n'),
-    );
-    nginxFlags = ['-p', ngx, '-c', mainConf, '-e', path.join(ngx, 'logs', 'error.log')];
-    await run(NGINX, [...nginxFlags], { timeout: 30_000 });
-    await waitFor('nginx to answer TLS', () => servedSerial(nginxPort));
+    nginx = await startNginx(path.join(dir, 'nginx'), NAME);
+    ngx = nginx.prefix;
+    siteConf = nginx.siteConf;
+    nginxPort = nginx.port;
+    nginxFlags = nginx.flags;
 
     // A TLS listener serving some other certificate: a check against it cannot pass.
     const decoyCert = { cert: await readFile(path.join(ngx, 'before.pem')), key: await readFile(path.join(ngx, 'before.key')) };
@@ -155,30 +75,7 @@ appendFileSync(${JSON.stringify(hookLog)}, JSON.stringify({ argv: process.argv.s
 
   after(async () => {
     decoy?.close();
-    const pid = ngx ? await nginxPid() : null;
-    if (pid) {
-      await run(NGINX, [...nginxFlags, '-s', 'quit'], { timeout: 10_000 }).catch(() => undefined);
-      const gone = await waitFor(
-        'nginx to quit',
-        async () => {
-          try {
-            process.kill(pid, 0);
-            return undefined;
-          } catch {
-            return true;
-          }
-        },
-        5000,
-      ).catch(() => false);
-      if (!gone) {
-        // daemon mode made nginx a session (and group) leader: its workers go with it.
-        try {
-          process.kill(-pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-      }
-    }
+    await nginx?.stop();
     await anvil?.cleanup();
     await bind?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
