@@ -27,6 +27,7 @@ interface RenewOpts {
   randomDelay?: number | false;
   fallbackAfter: number;
   revocationCheck: boolean;
+  revocationInterval: number;
   timeout?: number;
   store?: string;
   json?: boolean;
@@ -118,6 +119,7 @@ async function renew(o: RenewOpts): Promise<void> {
     ratePerMinute: o.rate,
     fallbackAfter: o.fallbackAfter,
     revocationCheck: o.revocationCheck,
+    revocationIntervalMs: o.revocationInterval * 1000,
     ...(o.timeout ? { timeoutMs: o.timeout * 1000 } : {}),
     signal: ac.signal,
   };
@@ -212,6 +214,9 @@ export function registerRenewCommand(program: Command): void {
     .option('--no-random-delay', 'start at once')
     .addOption(new Option('--fallback-after <n>', 'failures in a row at a CA before the next CA of the lineage is tried').argParser(positiveInt('a number', 100)).default(3))
     .option('--no-revocation-check', 'do not ask OCSP/CRL whether certificates were revoked')
+    .addOption(
+      new Option('--revocation-interval <seconds>', 'ask OCSP/CRL about a certificate at most this often').argParser(positiveInt('seconds', 30 * 86_400)).default(43_200),
+    )
     .addOption(new Option('--timeout <seconds>', 'give up on the validation and finalization of one renewal after this long').argParser(positiveInt('seconds', 86_400)))
     .addOption(new Option('--store <dir>', 'where accounts and certificates live').env('ANVIL_HOME'))
     .option('--json', 'print the results as JSON on stdout')
