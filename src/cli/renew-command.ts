@@ -23,6 +23,7 @@ interface RenewOpts {
   interval: number;
   concurrency: number;
   rate: number;
+  ariRate: number;
   /** Seconds; false with --no-random-delay; undefined: the default when not on a terminal. */
   randomDelay?: number | false;
   fallbackAfter: number;
@@ -117,6 +118,7 @@ async function renew(o: RenewOpts): Promise<void> {
     ...(o.dryRun ? { dryRun: true } : {}),
     concurrency: o.concurrency,
     ratePerMinute: o.rate,
+    ariRatePerMinute: o.ariRate,
     fallbackAfter: o.fallbackAfter,
     revocationCheck: o.revocationCheck,
     revocationIntervalMs: o.revocationInterval * 1000,
@@ -210,6 +212,9 @@ export function registerRenewCommand(program: Command): void {
     .addOption(new Option('--interval <seconds>', 'seconds between checks of the daemon').argParser(positiveInt('seconds', 86_400)).default(300))
     .addOption(new Option('--concurrency <n>', 'renewals at the same time').argParser(positiveInt('a number', 64)).default(4))
     .addOption(new Option('--rate <per-minute>', 'new orders per CA per minute').argParser(positiveInt('a number', 10_000)).default(20))
+    .addOption(
+      new Option('--ari-rate <per-minute>', 'renewal information (ARI) requests per CA per minute; raise it for your own CA').argParser(positiveInt('a number', 1_000_000)).default(6000),
+    )
     .addOption(new Option('--random-delay <seconds>', `wait up to this long first (default ${DEFAULT_RANDOM_DELAY_S} when stdout is not a terminal, 0 on one)`).argParser(nonNegative))
     .option('--no-random-delay', 'start at once')
     .addOption(new Option('--fallback-after <n>', 'failures in a row at a CA before the next CA of the lineage is tried').argParser(positiveInt('a number', 100)).default(3))
