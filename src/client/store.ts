@@ -20,7 +20,7 @@ import { mkdir, open, readdir, readFile, readlink, rename, rm, stat, symlink, un
 import os from 'node:os';
 import path from 'node:path';
 import type { Identifier } from '../protocol/types.js';
-import { writeFileAtomic } from '../lib/atomic-file.js';
+import { fsyncDir, writeFileAtomic } from '../lib/atomic-file.js';
 import { AcmeClientError } from './errors.js';
 import type { AccountSigner } from './http.js';
 import type { CertKeyType } from './keys.js';
@@ -59,15 +59,6 @@ export function serverDirName(directoryUrl: string): string {
 
 async function ensureDir(dir: string, mode: number): Promise<void> {
   await mkdir(dir, { recursive: true, mode });
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const d = await open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
 }
 
 async function readJson<T>(file: string): Promise<T | null> {

@@ -37,6 +37,11 @@ export async function writeFileAtomic(
     await rm(tmp, { force: true });
     throw e;
   }
+  await fsyncDir(dir);
+}
+
+/** Makes a directory's entries (a rename, a new link) durable. */
+export async function fsyncDir(dir: string): Promise<void> {
   const d = await open(dir, 'r');
   try {
     await d.sync();

@@ -16,6 +16,7 @@
  */
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { mkdir, open, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { fsyncDir } from '../../lib/atomic-file.js';
 import type { Stats } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -184,12 +185,7 @@ async function replaceFile(file: string, data: Buffer, like: { mode: number; uid
     await rm(tmp, { force: true });
     throw e;
   }
-  const d = await open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
+  await fsyncDir(dir);
 }
 
 /** Keeps the previous content under <store>/backups/nginx (not beside the file: nginx might include it). */

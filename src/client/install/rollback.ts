@@ -7,7 +7,8 @@
  * rollback never goes back to a version that already failed.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { fsyncDir } from '../../lib/atomic-file.js';
 import path from 'node:path';
 import { AcmeClientError } from '../errors.js';
 import { checkName, type LineageStore } from '../store.js';
@@ -19,15 +20,6 @@ async function exists(p: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const d = await open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
 }
 
 /**
