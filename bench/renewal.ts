@@ -14,7 +14,7 @@
  *   3. warm, --dry-run --no-revocation-check: planning alone.
  * Bounded: at most 20,000 lineages and 2,000 due; every child has a deadline.
  *
- *   npm run bench:renew -- [--lineages 10000] [--due 200] [--concurrency 16]
+ *   npm run bench:renew -- [--lineages 10000] [--due 200] [--concurrency 16] [--cpu-prof-dir DIR]
  */
 import { execFile, spawn } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
@@ -31,7 +31,13 @@ import { freePort } from '../test/helpers/ports.js';
 const run = promisify(execFile);
 const DAY = 86_400_000;
 const { values } = parseArgs({
-  options: { lineages: { type: 'string', default: '10000' }, due: { type: 'string', default: '200' }, concurrency: { type: 'string', default: '16' } },
+  options: {
+    lineages: { type: 'string', default: '10000' },
+    due: { type: 'string', default: '200' },
+    concurrency: { type: 'string', default: '16' },
+    /** Write V8 CPU profiles of each `anvil renew` run here (open them in Chrome DevTools). */
+    'cpu-prof-dir': { type: 'string' },
+  },
 });
 const N = Math.min(Math.max(Number(values.lineages), 10), 20_000);
 const DUE = Math.min(Number(values.due), 2000, N);
@@ -51,7 +57,8 @@ const anvil = await startAnvil({
 /** `anvil renew ...` as a child; wall time and its JSON summary. */
 async function renew(args: string[], deadlineMs: number): Promise<{ ms: number; summary: { results: Array<{ status: string }> } }> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [ANVIL_BIN, 'renew', '--store', store, '--no-random-delay', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const prof = values['cpu-prof-dir'] ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(values['cpu-prof-dir'])] : [];
+  const child = spawn(process.execPath, [...prof, ANVIL_BIN, 'renew', '--store', store, '--no-random-delay', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -97,8 +97,9 @@ async function renew(o: RenewOpts): Promise<void> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  let checkRevocation: CheckRevocation | undefined;
-  if (o.revocationCheck) checkRevocation = (await import('../client/revocation.js')).checkRevocation;
+  // One connection pool per run (per trusted roots) for OCSP and CRL requests, closed at the end.
+  const revocation = o.revocationCheck ? (await import('../client/revocation.js')).createRevocationChecker() : undefined;
+  const checkRevocation: CheckRevocation | undefined = revocation?.check;
   const runner = new RenewalRunner({
     store,
     accounts: new AccountStore(root),
@@ -151,6 +152,7 @@ async function renew(o: RenewOpts): Promise<void> {
       onError: (e) => process.stderr.write(`anvil renew --daemon: ${(e as Error).message ?? String(e)}\n`),
     });
     if (r.abandoned) process.stderr.write('anvil renew --daemon: work still in progress after the grace period was abandoned; the next start resumes it\n');
+    await revocation?.close();
     process.exit(EXIT.ok);
   }
 
@@ -165,6 +167,7 @@ async function renew(o: RenewOpts): Promise<void> {
     ...runOpts,
     ...(o.json ? {} : { onResult: (r: LineageResult) => process.stdout.write(`${summaryLine(r)}\n`) }),
   });
+  await revocation?.close();
   if (o.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else if (summary.results.length === 0) process.stdout.write(`No certificates in ${root}\n`);
   process.off('SIGTERM', onSignal);

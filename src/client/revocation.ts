@@ -57,6 +57,11 @@ export interface RevocationCheckOptions {
   timeoutMs?: number;
   /** Trusted roots (PEM) for https URLs, in place of the system's (as for AcmeHttp). */
   ca?: string;
+  /**
+   * Connections to reuse (createRevocationChecker passes one per `ca`); without it each check opens
+   * and closes its own, a TLS handshake and a trust store load per check.
+   */
+  dispatcher?: Dispatcher;
 }
 
 const OCSP_MAX_BYTES = 64 * 1024;
@@ -125,16 +130,29 @@ function verifySignature(alg: AlgorithmIdentifier, data: ArrayBuffer, signature:
   }
 }
 
+/** Parsed issuers by PEM: a fleet has few issuers and many leaves. */
+const issuers = new Map<string, { issuer: Certificate; issuerKey: KeyObject }>();
+
+function parseIssuer(issuerPem: string): { issuer: Certificate; issuerKey: KeyObject } {
+  const hit = issuers.get(issuerPem);
+  if (hit) return hit;
+  const issuer = AsnConvert.parse(pemToDer(issuerPem, 'issuer certificate'), Certificate);
+  const v = { issuer, issuerKey: spkiKey(issuer) };
+  if (issuers.size >= 32) issuers.delete(issuers.keys().next().value!);
+  issuers.set(issuerPem, v);
+  return v;
+}
+
 function parseInputs(leafPem: string, issuerPem: string): Parsed {
   let leaf: Certificate;
   let issuer: Certificate;
+  let issuerKey: KeyObject;
   try {
     leaf = AsnConvert.parse(pemToDer(leafPem, 'certificate'), Certificate);
-    issuer = AsnConvert.parse(pemToDer(issuerPem, 'issuer certificate'), Certificate);
+    ({ issuer, issuerKey } = parseIssuer(issuerPem));
   } catch (e) {
     throw e instanceof Unusable ? e : new Unusable(`a certificate does not parse: ${(e as Error).message}`);
   }
-  const issuerKey = spkiKey(issuer);
   // CertIDs and CRL signatures are only meaningful for the real issuer: check it signed the leaf.
   if (!verifySignature(leaf.signatureAlgorithm, leaf.tbsCertificateRaw ?? AsnConvert.serialize(leaf.tbsCertificate), leaf.signatureValue, issuerKey)) {
     throw new Unusable('the issuer certificate given did not sign this certificate');
@@ -338,7 +356,7 @@ export async function checkRevocation(leafPem: string, issuerPem: string, opts: 
   if (!urls.ocsp.length && !urls.crl.length) {
     return { status: 'unknown', source: null, detail: 'the certificate names no http(s) OCSP responder and no CRL distribution point' };
   }
-  const dispatcher = boundedAgent({ ...(opts.ca ? { ca: opts.ca } : {}), timeoutMs });
+  const dispatcher = opts.dispatcher ?? boundedAgent({ ...(opts.ca ? { ca: opts.ca } : {}), timeoutMs });
   const why: string[] = [];
   try {
     for (const url of urls.ocsp) {
@@ -356,7 +374,34 @@ export async function checkRevocation(leafPem: string, issuerPem: string, opts: 
       }
     }
   } finally {
-    await dispatcher.destroy().catch(() => undefined);
+    if (!opts.dispatcher) await dispatcher.destroy().catch(() => undefined);
   }
   return { status: 'unknown', source: null, detail: why.join('; ') };
+}
+
+/**
+ * checkRevocation with connections kept between checks (one pool per set of trusted roots), for
+ * runs over many certificates; close() when the run is over.
+ */
+export function createRevocationChecker(o: { timeoutMs?: number } = {}): {
+  check: (leafPem: string, issuerPem: string, opts?: RevocationCheckOptions) => Promise<RevocationCheckResult>;
+  close(): Promise<void>;
+} {
+  const pools = new Map<string, Dispatcher>();
+  return {
+    check(leafPem, issuerPem, opts = {}) {
+      const key = opts.ca ?? '';
+      let d = pools.get(key);
+      if (!d) {
+        d = boundedAgent({ ...(opts.ca ? { ca: opts.ca } : {}), timeoutMs: o.timeoutMs ?? opts.timeoutMs ?? 15_000 });
+        pools.set(key, d);
+      }
+      return checkRevocation(leafPem, issuerPem, { ...opts, dispatcher: d });
+    },
+    async close() {
+      const all = [...pools.values()];
+      pools.clear();
+      await Promise.all(all.map((d) => d.close().catch(() => undefined)));
+    },
+  };
 }

@@ -612,7 +612,8 @@ export class RenewalRunner {
         status: r.status,
         source: r.source,
         checkedAt: now.toISOString(),
-        nextCheck: new Date(now.getTime() + (r.status === 'unknown' ? Math.min(intervalMs, 3_600_000) : intervalMs)).toISOString(),
+        // ±10 % so that a fleet checked in one run does not come due again all in the same minute.
+        nextCheck: new Date(now.getTime() + (r.status === 'unknown' ? Math.min(intervalMs, 3_600_000) : intervalMs) * (0.9 + 0.2 * this.#random())).toISOString(),
         ...(r.revokedAt ? { revokedAt: r.revokedAt.toISOString() } : {}),
         ...(r.reason !== undefined ? { reason: r.reason } : {}),
         ...(r.detail ? { detail: r.detail.slice(0, 500) } : {}),
