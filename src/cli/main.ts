@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { ServerConfig } from '../server/config.js';
 import { clientErrorExit, registerClientCommands } from './client-commands.js';
+import { registerBenchCommand } from './bench-command.js';
 import { registerDnsCommand } from './dns-command.js';
 import { registerInstallCommand } from './install-command.js';
 import { registerRenewCommand } from './renew-command.js';
@@ -298,6 +299,7 @@ program
 registerClientCommands(program);
 registerRenewCommand(program);
 registerInstallCommand(program);
+registerBenchCommand(program);
 registerDnsCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
