@@ -17,8 +17,8 @@ import { registerRenewCommand } from './renew-command.js';
 const server = () => import('../server/main.js');
 const caModule = () => import('../server/issuance/ca.js');
 async function openStoreOf(config: ServerConfig) {
-  const [{ openStore }, { dbPathOf }] = await Promise.all([import('../storage/index.js'), server()]);
-  return openStore({ type: config.storage.type, path: dbPathOf(config) });
+  const [{ openStore }, { storeConfigOf }] = await Promise.all([import('../storage/index.js'), server()]);
+  return openStore(storeConfigOf(config));
 }
 
 const program = new Command();

@@ -4,9 +4,30 @@
  */
 import { z } from 'zod';
 import { ConfigError, deepFreeze, parseConfig, readConfigFile } from '../lib/config-file.js';
+import { redactDatabaseUrl } from '../storage/postgres.js';
 
 const keyAlgorithm = z.enum(['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096']);
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
+
+function isPostgresUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'postgres:' || u.protocol === 'postgresql:';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The storage section as JSON.stringify (anvil config-check, pino logs) and util.inspect show it:
+ * the URL without its password. The object itself keeps the real URL for openStore.
+ */
+function printedWithoutPassword<T extends { url: string }>(s: T): T {
+  const shown = () => ({ ...s, url: redactDatabaseUrl(s.url) });
+  Object.defineProperty(s, 'toJSON', { value: shown, enumerable: false });
+  Object.defineProperty(s, Symbol.for('nodejs.util.inspect.custom'), { value: shown, enumerable: false });
+  return s;
+}
 
 export const ServerConfigSchema = z
   .object({
@@ -175,13 +196,27 @@ export const ServerConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Where the CA's state lives: an SQLite file (the default), or PostgreSQL shared by several replicas. */
     storage: z
-      .object({
-        type: z.literal('sqlite').default('sqlite'),
-        /** Relative paths are under dataDir. */
-        path: z.string().min(1).default('anvil.db'),
-      })
-      .strict()
+      .discriminatedUnion('type', [
+        z
+          .object({
+            type: z.literal('sqlite').default('sqlite'),
+            /** Relative paths are under dataDir. */
+            path: z.string().min(1).default('anvil.db'),
+          })
+          .strict(),
+        z
+          .object({
+            type: z.literal('postgres'),
+            /** postgres://user[:password]@host[:port]/database[?sslmode=...]; printed and logged without its password. */
+            url: z.string().refine(isPostgresUrl, 'expected postgres://user[:password]@host[:port]/database'),
+            /** Connections per replica (default 10). */
+            poolSize: z.number().int().min(1).max(1000).optional(),
+          })
+          .strict(),
+      ])
+      .transform((s) => (s.type === 'postgres' ? printedWithoutPassword(s) : s))
       .prefault({}),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })

@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { cryptoRandom, type Random } from '../lib/random.js';
-import { openStore } from '../storage/index.js';
+import { openStore, type StoreConfig } from '../storage/index.js';
 import type { Store } from '../storage/store.js';
 import { buildApi, paths } from './api/app.js';
 import { Authority } from './authority/authority.js';
@@ -48,8 +48,15 @@ export function caDirOf(config: ServerConfig): string {
   return path.join(path.resolve(config.dataDir), 'ca');
 }
 
-export function dbPathOf(config: ServerConfig): string {
-  return path.resolve(path.resolve(config.dataDir), config.storage.path);
+/** The SQLite database file (relative paths are under dataDir); null when the store is PostgreSQL. */
+export function dbPathOf(config: ServerConfig): string | null {
+  return config.storage.type === 'sqlite' ? path.resolve(path.resolve(config.dataDir), config.storage.path) : null;
+}
+
+/** What openStore needs, from the config's storage section. */
+export function storeConfigOf(config: ServerConfig): StoreConfig {
+  const s = config.storage;
+  return s.type === 'sqlite' ? { type: 'sqlite', path: dbPathOf(config)! } : { type: 'postgres', url: s.url, poolSize: s.poolSize };
 }
 
 /** A free TCP port on `host`, so that URLs (and the AIA URL in certificates) are known before listening. */
@@ -110,7 +117,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     backdateMs: config.issuance.backdateSeconds * 1000,
     allowEd25519: config.issuance.allowEd25519,
   });
-  const store = await openStore({ type: config.storage.type, path: dbPathOf(config) });
+  const store = await openStore(storeConfigOf(config));
   // Revocation status (RFC 5280 CRL, RFC 6960 OCSP), signed by the intermediate.
   const rv = config.revocation;
   const crl = rv.crl.enabled

@@ -1,8 +1,12 @@
 /**
  * StoreTx over kysely, written in dialect-neutral kysely so that SQLite and PostgreSQL share it.
  * Compare-and-set updates are `UPDATE ... WHERE id = ? AND status IN (...)` plus the row count.
+ * Every check-and-change is one statement (consumeNonce's DELETE, useEabKey's UPDATE ... WHERE
+ * uses < max_uses, putCrl's UPDATE ... WHERE number = ?), so it stays atomic where transactions run
+ * concurrently: under PostgreSQL's READ COMMITTED a second writer waits for the row, then evaluates
+ * its WHERE again on the committed row, and changes nothing.
  */
-import type { Kysely, Transaction } from 'kysely';
+import type { IsolationLevel, Kysely, Transaction } from 'kysely';
 import type { JWK } from 'jose';
 import type { ProblemDocument } from '../protocol/problems.js';
 import type { Identifier } from '../protocol/types.js';
@@ -586,17 +590,48 @@ export class KyselyStoreTx implements StoreTx {
   }
 }
 
+/** How a KyselyStore runs its transactions; the defaults are SQLite's (one attempt). */
+export interface KyselyStoreOptions {
+  /**
+   * Errors after which a transaction is rolled back and `fn` runs again from the start, on a fresh
+   * transaction. PostgreSQL runs transactions concurrently: a conflict (a unique key taken by a
+   * transaction that committed meanwhile, a deadlock) is resolved by running the loser again, which
+   * then sees the winner's rows, the result SQLite's one-writer-at-a-time gives. `fn` must therefore
+   * do nothing but store calls and computation (the authority's transactions do just that).
+   */
+  retryable?: (e: unknown) => boolean;
+  /** Attempts in all, for retryable errors (default 3). */
+  attempts?: number;
+  /** Set on each transaction (PostgreSQL); unset: the database's default (SQLite has one level). */
+  isolationLevel?: IsolationLevel;
+}
+
 /** A Store over a kysely instance (any dialect). */
 export class KyselyStore extends KyselyStoreTx implements Store {
+  readonly #retryable: (e: unknown) => boolean;
+  readonly #attempts: number;
+  readonly #isolationLevel: IsolationLevel | undefined;
+
   constructor(
     private readonly kysely: Kysely<Database>,
     private readonly onClose: () => Promise<void> = async () => {},
+    opts: KyselyStoreOptions = {},
   ) {
     super(kysely);
+    this.#retryable = opts.retryable ?? (() => false);
+    this.#attempts = Math.max(1, opts.attempts ?? 3);
+    this.#isolationLevel = opts.isolationLevel;
   }
 
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
-    return this.kysely.transaction().execute((trx) => fn(new KyselyStoreTx(trx)));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const begin = this.#isolationLevel ? this.kysely.transaction().setIsolationLevel(this.#isolationLevel) : this.kysely.transaction();
+        return await begin.execute((trx) => fn(new KyselyStoreTx(trx)));
+      } catch (e) {
+        if (attempt >= this.#attempts || !this.#retryable(e)) throw e;
+      }
+    }
   }
 
   async close(): Promise<void> {

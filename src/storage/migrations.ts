@@ -6,8 +6,13 @@
  * dns_schema_migrations, so that their version numbers never collide with the ACME schema's and an
  * ACME database does not carry them: `anvil dns` runs only this chain, on its own database file.
  */
-import { sql, type Kysely } from 'kysely';
+import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
+
+/** The binary column type: SQLite's 'blob' does not exist in PostgreSQL, whose type is bytea. */
+function binary(db: Kysely<Database>): 'blob' | 'bytea' {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? 'bytea' : 'blob';
+}
 
 export interface Migration {
   version: number;
@@ -98,7 +103,7 @@ export const MIGRATIONS: readonly Migration[] = [
         .addColumn('not_before', 'bigint', (c) => c.notNull())
         .addColumn('not_after', 'bigint', (c) => c.notNull())
         .addColumn('plan', 'text', (c) => c.notNull())
-        .addColumn('der', 'blob')
+        .addColumn('der', binary(db))
         .addColumn('chain_pem', 'text')
         .addColumn('issued_at', 'bigint')
         .addColumn('revoked_at', 'bigint')
@@ -151,7 +156,7 @@ export const MIGRATIONS: readonly Migration[] = [
         .addColumn('number', 'bigint', (c) => c.notNull())
         .addColumn('this_update', 'bigint', (c) => c.notNull())
         .addColumn('next_update', 'bigint', (c) => c.notNull())
-        .addColumn('der', 'blob', (c) => c.notNull())
+        .addColumn('der', binary(db), (c) => c.notNull())
         .execute();
     },
   },
