@@ -160,6 +160,16 @@ export const MIGRATIONS: readonly Migration[] = [
         .execute();
     },
   },
+  {
+    version: 3,
+    name: 'a certificate is replaced at most once, enforced by the database',
+    async up(db) {
+      // RFC 9773 §5 alreadyReplaced: the check in the finalize transaction is enough on one SQLite
+      // writer; replicas on PostgreSQL (READ COMMITTED) need the database to refuse the second one.
+      await db.schema.dropIndex('certificates_replaces').execute();
+      await db.schema.createIndex('certificates_replaces').unique().on('certificates').column('replaces_id').where('replaces_id', 'is not', null).execute();
+    },
+  },
 ];
 
 /** The tables of `anvil dns` (src/storage/dns-store.ts), migrated with `migrate(db, DNS_MIGRATIONS, 'dns_schema_migrations')`. */

@@ -256,7 +256,12 @@ export interface StoreTx {
 }
 
 export interface Store extends StoreTx {
-  /** Runs `fn` in one transaction; commits if it resolves, rolls back if it throws. */
+  /**
+   * Runs `fn` in one transaction; commits if it resolves, rolls back if it throws. An
+   * implementation may run `fn` again after a conflict it rolled back (PostgreSQL retries unique
+   * violations, deadlocks and serialization failures), so `fn` must only call the store: no other
+   * side effects.
+   */
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }

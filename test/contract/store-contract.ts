@@ -315,6 +315,9 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       assert.equal(await s.getCertificateReplacing(old.id), null);
       const next = await mk({ replacesId: old.id, issuedAt: at(5000), profile: 'mtls' });
       assert.equal((await s.getCertificateReplacing(old.id))!.id, next.id);
+      // The database itself refuses a second replacement of one certificate (replicas).
+      await assert.rejects(mk({ replacesId: old.id }));
+      assert.equal((await s.getCertificateReplacing(old.id))!.id, next.id);
       assert.equal((await s.getCertificate(next.id))!.profile, 'mtls');
       const expired = await mk({ notAfter: at(1000) });
       const revoked = await mk({ revokedAt: at(100), revocationReason: 1 });
