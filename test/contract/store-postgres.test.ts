@@ -13,61 +13,22 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { inspect } from 'node:util';
 import { after, before, describe, test } from 'node:test';
-import pg from 'pg';
 import { parseServerConfig } from '../../src/server/config.js';
 import { MIGRATIONS } from '../../src/storage/migrations.js';
-import { openPostgresStore, redactDatabaseUrl } from '../../src/storage/postgres.js';
+import { openPostgresStore } from '../../src/storage/postgres.js';
 import type { AccountRecord, Store } from '../../src/storage/store.js';
 import { issue } from '../helpers/flow.js';
 import { startTestServer, type TestServer } from '../helpers/in-process.js';
 import { RawAcme } from '../helpers/raw-acme.js';
+import { adminQuery, createDatabase, dropDatabases, PG_WHERE, pgSkip, pgUnreachable } from '../helpers/postgres.js';
 import { account, order, runStoreContract } from './store-contract.js';
 
-const ADMIN_URL = process.env.ANVIL_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const WHERE = redactDatabaseUrl(ADMIN_URL);
-
-async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values: unknown[] = [], url = ADMIN_URL): Promise<R[]> {
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
-  await c.connect();
-  try {
-    return (await c.query<R>(text, values)).rows;
-  } finally {
-    await c.end();
-  }
-}
-
-async function probe(): Promise<string | null> {
-  try {
-    await adminQuery('select 1');
-    return null;
-  } catch (e) {
-    return (e as Error).message || String(e);
-  }
-}
-
-const unreachable = await probe();
-const skip = unreachable !== null && process.env.CI !== 'true' ? `PostgreSQL not reachable at ${WHERE} (${unreachable})` : false;
+const unreachable = pgUnreachable;
+const skip = pgSkip;
+const WHERE = PG_WHERE;
 if (skip) console.error(`\n!!! PostgreSQL not reachable at ${WHERE}: PostgreSQL store tests SKIPPED (${unreachable})\n`);
 
-const created: string[] = [];
-
-/** A fresh, empty database; returns its URL. Dropped in the file's `after`. */
-async function createDatabase(): Promise<string> {
-  const name = `anvil_test_${randomBytes(6).toString('hex')}`;
-  await adminQuery(`CREATE DATABASE ${name}`);
-  created.push(name);
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-after(async () => {
-  for (const name of created) {
-    // Connections a failed test left open would make DROP DATABASE fail: end them first.
-    await adminQuery('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
-    await adminQuery(`DROP DATABASE IF EXISTS ${name}`);
-  }
-});
+after(dropDatabases);
 
 test('PostgreSQL is reachable where CI runs these tests', { skip: process.env.CI === 'true' ? false : 'only under CI=true' }, () => {
   assert.equal(unreachable, null, `PostgreSQL not reachable at ${WHERE} under CI=true: ${unreachable}`);
