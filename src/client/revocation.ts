@@ -5,9 +5,13 @@
  * that are fresh. Everything else gives 'unknown' with the reasons in `detail`: never 'good' on a
  * guess. The renewal engine renews at once on 'revoked'.
  *
- * The requests themselves go through client/http.ts fetchBounded (no redirects, size caps, deadline).
+ * The requests themselves go through client/http.ts fetchBounded (no redirects, size caps, deadline),
+ * and only to public addresses unless `allowPrivateAddresses` (the URLs come from the certificate,
+ * i.e. from whoever issued it: without the check they are a blind SSRF into the client's network).
  */
 import { createHash, createPublicKey, randomBytes, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import dns from 'node:dns';
+import { isIP, type LookupFunction } from 'node:net';
 import {
   BasicOCSPResponse,
   CertID,
@@ -24,11 +28,11 @@ import {
   AlgorithmIdentifier,
   AuthorityInfoAccessSyntax,
   Certificate,
-  CertificateList,
   CRLDistributionPoints,
   CRLReason,
   ExtendedKeyUsage,
   Extension,
+  Extensions,
   id_ce_cRLDistributionPoints,
   id_ce_cRLReasons,
   id_ce_extKeyUsage,
@@ -36,10 +40,16 @@ import {
   id_kp_OCSPSigning,
   id_pe_authorityInfoAccess,
   IssuingDistributionPoint,
+  RevokedCertificate,
+  Time,
 } from '@peculiar/asn1-x509';
-import type { Dispatcher } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
+// The validator's address classes (loopback, RFC 1918, link-local, cloud metadata), so that the CA
+// and the client agree on what "private" means. (A client module importing a server one: checkAddress
+// would sit better in src/lib.)
+import { checkAddress } from '../server/validation/policy.js';
 import { AcmeClientError } from './errors.js';
-import { boundedAgent, fetchBounded } from './http.js';
+import { fetchBounded } from './http.js';
 
 export interface RevocationCheckResult {
   status: 'good' | 'revoked' | 'unknown';
@@ -62,10 +72,32 @@ export interface RevocationCheckOptions {
    * and closes its own, a TLS handshake and a trust store load per check.
    */
   dispatcher?: Dispatcher;
+  /**
+   * Also fetch OCSP and CRL URLs whose host is, or resolves to, a loopback (127/8, ::1), private
+   * (RFC 1918, 100.64/10, fc00::/7) or link-local (169.254/16, fe80::/10) address. Default false:
+   * such URLs give 'unknown' ("not fetched"). Turn it on for a private CA on a LAN (or in tests),
+   * i.e. when the CA's own directory is at such an address. Unspecified, multicast and cloud
+   * metadata addresses (169.254.169.254, fd00:ec2::254, 100.100.100.200) are refused even then.
+   *
+   * With the default connections (no `dispatcher`) the name is resolved once and the connection
+   * goes to the address that was checked, so a second DNS answer cannot swap in another. With a
+   * `dispatcher` of your own only an IP-literal host is checked: resolving is that dispatcher's.
+   */
+  allowPrivateAddresses?: boolean;
 }
 
 const OCSP_MAX_BYTES = 64 * 1024;
+/**
+ * Some 230,000 entries. Not lowered to 5 MiB: an Anvil CA's own CRL is one unpartitioned list (up
+ * to CrlService's maxEntries, 1,000,000) that passes 5 MiB at ~120,000 unexpired revocations, and
+ * reading one is cheap since scanCrl (a 5 MiB CRL: 0.5 s, fetch included, where parsing it whole
+ * took 9 s); a createRevocationChecker reads it once per run.
+ */
 const CRL_MAX_BYTES = 10 * 1024 * 1024;
+/** CRL bytes a createRevocationChecker keeps between checks (the oldest go first). */
+const CRL_CACHE_BYTES = 64 * 1024 * 1024;
+/** A CRL that was already stale when fetched is fetched again after this long, not for every check. */
+const STALE_CRL_RETRY_MS = 60_000;
 /** Clock skew tolerated between us and the responder. */
 const SKEW_MS = 5 * 60_000;
 /** A response without nextUpdate counts as fresh this long after its thisUpdate. */
@@ -120,11 +152,12 @@ function spkiKey(cert: Certificate): KeyObject {
 }
 
 /** Verifies `signature` over `data` with `key`, for the algorithms of SIGNATURES; false for others. */
-function verifySignature(alg: AlgorithmIdentifier, data: ArrayBuffer, signature: ArrayBuffer, key: KeyObject): boolean {
+function verifySignature(alg: AlgorithmIdentifier, data: ArrayBuffer | Buffer, signature: ArrayBuffer | Buffer, key: KeyObject): boolean {
   if (!(alg.algorithm in SIGNATURES)) return false;
   const digest = SIGNATURES[alg.algorithm]!;
+  const buf = (x: ArrayBuffer | Buffer) => (Buffer.isBuffer(x) ? x : Buffer.from(x));
   try {
-    return cryptoVerify(digest, Buffer.from(data), { key, dsaEncoding: 'der' }, Buffer.from(signature));
+    return cryptoVerify(digest, buf(data), { key, dsaEncoding: 'der' }, buf(signature));
   } catch {
     return false;
   }
@@ -167,10 +200,17 @@ function parseInputs(leafPem: string, issuerPem: string): Parsed {
   };
 }
 
-function urlsOf(p: Parsed): { ocsp: string[]; crl: string[] } {
+/** A CRL location from the certificate, with every name of its distribution point (RFC 5280 §4.2.1.13). */
+interface CrlPoint {
+  url: string;
+  names: string[];
+}
+
+function urlsOf(p: Parsed): { ocsp: string[]; crl: CrlPoint[] } {
   const exts = p.leaf.tbsCertificate.extensions;
   const ocsp: string[] = [];
-  const crl: string[] = [];
+  const crl: CrlPoint[] = [];
+  const web = (u: string) => /^https?:\/\//i.test(u);
   const aia = ext(exts, id_pe_authorityInfoAccess);
   if (aia) {
     for (const d of AsnConvert.parse(aia.extnValue.buffer, AuthorityInfoAccessSyntax)) {
@@ -182,24 +222,115 @@ function urlsOf(p: Parsed): { ocsp: string[]; crl: string[] } {
     for (const dp of AsnConvert.parse(cdp.extnValue.buffer, CRLDistributionPoints)) {
       // Only CRLs the certificate's issuer signs for all reasons: no cRLIssuer, no reasons subset.
       if (dp.cRLIssuer || dp.reasons) continue;
-      for (const n of dp.distributionPoint?.fullName ?? []) if (n.uniformResourceIdentifier) crl.push(n.uniformResourceIdentifier);
+      const names = (dp.distributionPoint?.fullName ?? []).flatMap((n) => (n.uniformResourceIdentifier ? [n.uniformResourceIdentifier] : []));
+      for (const url of names) if (web(url)) crl.push({ url, names });
     }
   }
-  const web = (u: string) => /^https?:\/\//i.test(u);
-  return { ocsp: ocsp.filter(web).slice(0, MAX_URLS), crl: crl.filter(web).slice(0, MAX_URLS) };
+  return { ocsp: ocsp.filter(web).slice(0, MAX_URLS), crl: crl.slice(0, MAX_URLS) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where requests may go
+
+/** Why `ip` must not be fetched from, or null. */
+function refusedAddress(ip: string, allowPrivate: boolean): string | null {
+  return checkAddress(ip, { allowLoopback: allowPrivate, allowPrivate, allowLinkLocal: allowPrivate, deny: [] });
+}
+
+const PRIVATE_HINT = ' (allowPrivateAddresses lets a private CA through)';
+
+/**
+ * Whether `url`'s host is, or resolves to, a loopback, private or link-local address. For callers
+ * deciding `allowPrivateAddresses`: a CA whose own directory is at such an address (a private CA
+ * on a LAN, a test CA) may name such addresses in its certificates. A name that does not resolve
+ * is not private.
+ */
+export async function isPrivateUrl(url: string, lookup: (host: string) => Promise<string[]> = defaultLookup): Promise<boolean> {
+  let host: string;
+  try {
+    host = new URL(url).hostname.replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    return false;
+  }
+  const addresses = isIP(host) ? [host] : await lookup(host).catch(() => []);
+  // Private: refused by default, allowed with allowPrivateAddresses (not metadata, not multicast).
+  return addresses.length > 0 && addresses.every((a) => refusedAddress(a, false) !== null && refusedAddress(a, true) === null);
+}
+
+async function defaultLookup(host: string): Promise<string[]> {
+  return (await dns.promises.lookup(host, { all: true })).map((a) => a.address);
+}
+
+/** Refuses a URL whose host is an IP literal of a refused kind (names are checked when resolved). */
+function checkUrlHost(url: string, allowPrivate: boolean): void {
+  let host: string;
+  try {
+    // The WHATWG parser (the one undici uses) normalises 0x7f.1, 2130706433 and the like to 127.0.0.1.
+    host = new URL(url).hostname.replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    throw new Unusable('not a URL');
+  }
+  if (!isIP(host)) return;
+  const why = refusedAddress(host, allowPrivate);
+  if (why) throw new Unusable(`not fetched: ${why}${allowPrivate ? '' : PRIVATE_HINT}`);
+}
+
+/**
+ * dns.lookup for the connections: resolves once, refuses the name if any of its addresses is of a
+ * refused kind, and hands net.connect the very addresses it checked (no second resolution).
+ */
+function guardedLookup(allowPrivate: boolean): LookupFunction {
+  return (hostname, options, callback) => {
+    dns.lookup(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) return void callback(err, '', 0);
+      for (const a of addresses) {
+        const why = refusedAddress(a.address, allowPrivate);
+        if (why) {
+          const e = Object.assign(new Error(`not fetched: ${hostname}: ${why}${allowPrivate ? '' : PRIVATE_HINT}`), { code: 'EADDRNOTALLOWED' });
+          return void callback(e, '', 0);
+        }
+      }
+      if (options.all) return void (callback as unknown as (e: null, a: dns.LookupAddress[]) => void)(null, addresses);
+      const first = addresses[0];
+      if (!first) return void callback(Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' }), '', 0);
+      callback(null, first.address, first.family);
+    });
+  };
+}
+
+/** fetchBounded's connection pool (client/http.ts boundedAgent) with the guarded lookup. */
+function revocationAgent(o: { ca?: string; timeoutMs: number; allowPrivate: boolean }): Dispatcher {
+  return new Agent({
+    connect: { ...(o.ca ? { ca: o.ca } : {}), timeout: o.timeoutMs, lookup: guardedLookup(o.allowPrivate) },
+    headersTimeout: o.timeoutMs,
+    bodyTimeout: o.timeoutMs,
+  });
+}
+
+interface Env {
+  dispatcher: Dispatcher;
+  allowPrivate: boolean;
+  /** The CRL at `url`, fetched and scanned (createRevocationChecker shares and keeps them). */
+  crl(url: string, deadline: number): Promise<ScannedCrl>;
 }
 
 /** http.ts fetchBounded, with its errors as reasons for 'unknown'. */
 async function fetchOrUnusable(
-  dispatcher: Dispatcher,
+  env: Pick<Env, 'dispatcher' | 'allowPrivate'>,
   url: string,
   init: { method: 'GET' | 'POST'; body?: Buffer; contentType?: string; accept: string },
   maxBytes: number,
   deadline: number,
 ): Promise<Buffer> {
+  checkUrlHost(url, env.allowPrivate);
   try {
-    return await fetchBounded(dispatcher, url, init, maxBytes, deadline);
+    return await fetchBounded(env.dispatcher, url, init, maxBytes, deadline);
   } catch (e) {
+    // guardedLookup's refusal, however deep undici wrapped it.
+    for (let c: unknown = e; c instanceof Error; c = c.cause) {
+      const refused = /not fetched: .*/.exec(c.message);
+      if (refused) throw new Unusable(refused[0]);
+    }
     throw new Unusable(e instanceof AcmeClientError ? e.message : `request failed: ${(e as Error).message}`);
   }
 }
@@ -238,7 +369,7 @@ function fresh(thisUpdate: Date, nextUpdate: Date | undefined, now: number): str
   return null;
 }
 
-async function checkOcsp(p: Parsed, url: string, dispatcher: Dispatcher, deadline: number): Promise<RevocationCheckResult> {
+async function checkOcsp(p: Parsed, url: string, env: Env, deadline: number): Promise<RevocationCheckResult> {
   const nonce = randomBytes(32);
   const certId = new CertID({
     hashAlgorithm: new AlgorithmIdentifier({ algorithm: SHA1, parameters: null }),
@@ -254,7 +385,7 @@ async function checkOcsp(p: Parsed, url: string, dispatcher: Dispatcher, deadlin
     }),
   });
   const body = await fetchOrUnusable(
-    dispatcher,
+    env,
     url,
     { method: 'POST', body: Buffer.from(AsnConvert.serialize(req)), contentType: 'application/ocsp-request', accept: 'application/ocsp-response' },
     OCSP_MAX_BYTES,
@@ -295,58 +426,229 @@ async function checkOcsp(p: Parsed, url: string, dispatcher: Dispatcher, deadlin
   throw new Unusable('the responder does not know this certificate (unknown)');
 }
 
-async function checkCrl(p: Parsed, url: string, dispatcher: Dispatcher, deadline: number): Promise<RevocationCheckResult> {
-  let body = await fetchOrUnusable(dispatcher, url, { method: 'GET', accept: 'application/pkix-crl' }, CRL_MAX_BYTES, deadline);
+// ---------------------------------------------------------------------------------------------
+// CRLs
+
+/** A CRL read far enough to check certificates against it; shared by every check of its URL. */
+interface ScannedCrl {
+  /** The DER (kept: entries are read from it on a hit). */
+  der: Buffer;
+  /** The signed TBSCertList, its issuer Name, as they are in `der`. */
+  tbs: Buffer;
+  issuerDer: Buffer;
+  signatureAlgorithm: AlgorithmIdentifier;
+  signature: Buffer;
+  thisUpdate: Date;
+  nextUpdate?: Date;
+  extensions: Extension[];
+  /** Offset of each revokedCertificates entry in `der`, by serial (hex, no leading zero bytes); the first wins. */
+  entries: Map<string, number>;
+  /** Signature checks done, by the issuer key's bits (base64). */
+  verified: Map<string, boolean>;
+}
+
+class BadDer extends Error {}
+
+interface Tlv {
+  tag: number;
+  start: number;
+  content: number;
+  end: number;
+}
+
+/** The DER element at `at`, which must end by `limit`. */
+function tlv(b: Buffer, at: number, limit: number): Tlv {
+  if (at + 2 > limit) throw new BadDer(`truncated at byte ${at}`);
+  const tag = b[at]!;
+  if ((tag & 0x1f) === 0x1f) throw new BadDer(`multi-byte tag at byte ${at}`);
+  let len = b[at + 1]!;
+  let content = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    // DER: definite lengths only; 4 length bytes are far more than CRL_MAX_BYTES needs.
+    if (n === 0 || n > 4 || content + n > limit) throw new BadDer(`bad length at byte ${at}`);
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + b[content + i]!;
+    content += n;
+  }
+  const end = content + len;
+  if (end > limit) throw new BadDer(`element at byte ${at} runs past its container`);
+  return { tag, start: at, content, end };
+}
+
+function childrenOf(b: Buffer, parent: Tlv): Tlv[] {
+  const out: Tlv[] = [];
+  for (let at = parent.content; at < parent.end; ) {
+    const c = tlv(b, at, parent.end);
+    out.push(c);
+    at = c.end;
+  }
+  return out;
+}
+
+function expectTag(t: Tlv | undefined, tag: number, what: string): Tlv {
+  if (!t || t.tag !== tag) throw new BadDer(`${what} is missing`);
+  return t;
+}
+
+const isTime = (t: Tlv | undefined): t is Tlv => t?.tag === 0x17 || t?.tag === 0x18;
+
+/**
+ * Reads a DER CertificateList (RFC 5280 §5.1). The header fields go through the ASN.1 schema; the
+ * revokedCertificates list is only walked, to index entries by serial: @peculiar/asn1-schema makes
+ * some ten objects per entry, which took 9 s and 180 MB of heap for a 5 MiB CRL (120,000 entries),
+ * all of it blocking the event loop. An entry is parsed when a certificate is found in it.
+ */
+function scanCrl(der: Buffer): ScannedCrl {
+  const piece = (t: Tlv) => der.subarray(t.start, t.end);
+  try {
+    const top = tlv(der, 0, der.length);
+    if (top.tag !== 0x30 || top.end !== der.length) throw new BadDer('not one DER SEQUENCE');
+    const [tbs, alg, sig, ...extra] = childrenOf(der, top);
+    expectTag(tbs, 0x30, 'tbsCertList');
+    expectTag(alg, 0x30, 'signatureAlgorithm');
+    expectTag(sig, 0x03, 'signatureValue');
+    if (extra.length) throw new BadDer('fields after signatureValue');
+    if (der[sig!.content] !== 0) throw new BadDer('the signature BIT STRING has unused bits');
+    const f = childrenOf(der, tbs!);
+    let i = 0;
+    if (f[i]?.tag === 0x02) i++; // version
+    expectTag(f[i++], 0x30, 'signature');
+    const issuer = expectTag(f[i++], 0x30, 'issuer');
+    if (!isTime(f[i])) throw new BadDer('thisUpdate is missing');
+    const thisUpdate = AsnConvert.parse(piece(f[i++]!), Time).getTime();
+    const nextUpdate = isTime(f[i]) ? AsnConvert.parse(piece(f[i++]!), Time).getTime() : undefined;
+    const entries = new Map<string, number>();
+    if (f[i]?.tag === 0x30) {
+      const list = f[i++]!;
+      for (let at = list.content; at < list.end; ) {
+        const e = tlv(der, at, list.end);
+        if (e.tag !== 0x30) throw new BadDer(`revokedCertificates entry at byte ${at} is not a SEQUENCE`);
+        const serial = expectTag(tlv(der, e.content, e.end), 0x02, `the serial of the entry at byte ${at}`);
+        const key = intBytes(der.subarray(serial.content, serial.end)).toString('hex');
+        if (!entries.has(key)) entries.set(key, e.start);
+        at = e.end;
+      }
+    }
+    let extensions: Extension[] = [];
+    if (f[i]?.tag === 0xa0) {
+      const wrapped = f[i++]!;
+      extensions = [...AsnConvert.parse(piece(tlv(der, wrapped.content, wrapped.end)), Extensions)];
+    }
+    if (i !== f.length) throw new BadDer('unexpected fields in tbsCertList');
+    return {
+      der,
+      tbs: piece(tbs!),
+      issuerDer: piece(issuer),
+      signatureAlgorithm: AsnConvert.parse(piece(alg!), AlgorithmIdentifier),
+      signature: der.subarray(sig!.content + 1, sig!.end),
+      thisUpdate,
+      ...(nextUpdate ? { nextUpdate } : {}),
+      extensions,
+      entries,
+      verified: new Map(),
+    };
+  } catch (e) {
+    throw new Unusable(`the CRL does not parse: ${(e as Error).message}`);
+  }
+}
+
+/** Fetches and scans the CRL at `url` (one check's own copy; createRevocationChecker shares them). */
+async function fetchCrl(env: Pick<Env, 'dispatcher' | 'allowPrivate'>, url: string, deadline: number): Promise<ScannedCrl> {
+  let body = await fetchOrUnusable(env, url, { method: 'GET', accept: 'application/pkix-crl' }, CRL_MAX_BYTES, deadline);
   // RFC 5280 §4.2.1.13 says DER; some servers send PEM.
   if (body.subarray(0, 10).toString('latin1') === '-----BEGIN') {
     const pem = /-----BEGIN X509 CRL-----([\s\S]+?)-----END X509 CRL-----/.exec(body.toString('latin1'));
     if (pem) body = Buffer.from(pem[1]!.replace(/\s+/g, ''), 'base64');
   }
-  let crl: CertificateList;
-  try {
-    // asn1js stops at 10,000 nodes by default; a CRL has about ten per entry. Parsing a CRL of
-    // CRL_MAX_BYTES (some 200,000 entries) takes seconds of CPU: the size cap is what bounds it.
-    crl = AsnConvert.parse(body, CertificateList, { berOptions: { maxNodes: Math.ceil(body.length / 2), maxContentLength: CRL_MAX_BYTES } });
-  } catch (e) {
-    throw new Unusable(`the CRL does not parse: ${(e as Error).message}`);
+  return scanCrl(body);
+}
+
+/** When a kept CRL must be fetched again: at its nextUpdate, or soon when it was stale already. */
+function keepUntil(crl: ScannedCrl, now: number): number {
+  const end = crl.nextUpdate ? crl.nextUpdate.getTime() : crl.thisUpdate.getTime() + NO_NEXT_UPDATE_MS;
+  return end > now ? end : now + STALE_CRL_RETRY_MS;
+}
+
+async function checkCrl(p: Parsed, point: CrlPoint, env: Env, deadline: number): Promise<RevocationCheckResult> {
+  const { url } = point;
+  const crl = await env.crl(url, deadline);
+  if (!crl.issuerDer.equals(p.issuerNameDer)) throw new Unusable("the CRL's issuer is not the certificate's issuer");
+  const keyId = p.issuerKeyBits.toString('base64');
+  let signed = crl.verified.get(keyId);
+  if (signed === undefined) {
+    signed = verifySignature(crl.signatureAlgorithm, crl.tbs, crl.signature, p.issuerKey);
+    crl.verified.set(keyId, signed);
   }
-  const tbs = crl.tbsCertList;
-  if (!Buffer.from(AsnConvert.serialize(tbs.issuer)).equals(p.issuerNameDer)) throw new Unusable("the CRL's issuer is not the certificate's issuer");
-  if (!verifySignature(crl.signatureAlgorithm, crl.tbsCertListRaw ?? AsnConvert.serialize(tbs), crl.signature, p.issuerKey)) {
-    throw new Unusable('the CRL is not signed by the issuer');
-  }
-  // RFC 5280 §5.2: a CRL with a critical extension we do not understand must not be used; a
-  // scoped CRL (issuing distribution point) must cover end-entity certificates for all reasons.
-  for (const e of tbs.crlExtensions ?? []) {
+  if (!signed) throw new Unusable('the CRL is not signed by the issuer');
+  // RFC 5280 §5.2: a CRL with a critical extension we do not understand must not be used.
+  for (const e of crl.extensions) {
     if (e.extnID === id_ce_issuingDistributionPoint) {
       const idp = AsnConvert.parse(e.extnValue.buffer, IssuingDistributionPoint);
-      if (idp.onlyContainsCACerts || idp.onlyContainsAttributeCerts || idp.onlySomeReasons || idp.indirectCRL) throw new Unusable('the CRL is scoped to other certificates or reasons');
+      // RFC 5280 §6.3.3 (b)(2)(ii)-(iv), (d): a scoped CRL must cover end-entity certificates, for
+      // all reasons, issued by the CRL's own issuer.
+      const scope = [
+        idp.onlyContainsCACerts && 'onlyContainsCACerts',
+        idp.onlyContainsAttributeCerts && 'onlyContainsAttributeCerts',
+        idp.onlySomeReasons && 'onlySomeReasons',
+        idp.indirectCRL && 'indirectCRL',
+      ].filter(Boolean);
+      if (scope.length) throw new Unusable(`the CRL is scoped to other certificates or reasons (issuing distribution point: ${scope.join(', ')})`);
+      // RFC 5280 §6.3.3 (b)(2)(i): "If the distribution point name is present in the IDP CRL
+      // extension and the distribution field is present in the DP, then verify that one of the
+      // names in the IDP matches one of the names in the DP." Otherwise this is another shard.
+      const dpn = idp.distributionPoint;
+      if (dpn) {
+        if (!dpn.fullName) throw new Unusable('the CRL names its distribution point relative to its issuer, which this client cannot match to the certificate');
+        const names = dpn.fullName.flatMap((n) => (n.uniformResourceIdentifier ? [n.uniformResourceIdentifier] : []));
+        if (!names.some((n) => n === url || point.names.includes(n))) {
+          throw new Unusable(`the CRL is for another distribution point (${names.join(', ') || 'no URI'}), not the certificate's`);
+        }
+      }
     } else if (e.critical && e.extnID !== '2.5.29.20' && e.extnID !== '2.5.29.35') {
       throw new Unusable(`the CRL has a critical extension ${e.extnID} this client does not understand (a delta CRL?)`);
     }
   }
-  const stale = fresh(tbs.thisUpdate.getTime(), tbs.nextUpdate?.getTime(), Date.now());
+  const stale = fresh(crl.thisUpdate, crl.nextUpdate, Date.now());
   if (stale) throw new Unusable(`the CRL is not fresh: ${stale}`);
-  for (const r of tbs.revokedCertificates ?? []) {
-    if (!intBytes(r.userCertificate).equals(p.serial)) continue;
-    const re = ext(r.crlEntryExtensions, id_ce_cRLReasons);
-    const reason = re ? AsnConvert.parse(re.extnValue.buffer, CRLReason).reason : undefined;
-    // removeFromCRL (8) only appears in delta CRLs: the certificate is no longer on hold.
-    if (reason === 8) break;
-    return { status: 'revoked', source: 'crl', revokedAt: r.revocationDate.getTime(), ...(reason !== undefined ? { reason } : {}), detail: `CRL ${url}` };
+  const at = crl.entries.get(p.serial.toString('hex'));
+  if (at === undefined) return { status: 'good', source: 'crl', detail: `CRL ${url}` };
+  let r: RevokedCertificate;
+  try {
+    const e = tlv(crl.der, at, crl.der.length);
+    r = AsnConvert.parse(crl.der.subarray(e.start, e.end), RevokedCertificate);
+  } catch (e) {
+    throw new Unusable(`the CRL entry for this certificate does not parse: ${(e as Error).message}`);
   }
-  return { status: 'good', source: 'crl', detail: `CRL ${url}` };
+  const re = ext(r.crlEntryExtensions, id_ce_cRLReasons);
+  const reason = re ? AsnConvert.parse(re.extnValue.buffer, CRLReason).reason : undefined;
+  // removeFromCRL (8) only appears in delta CRLs: the certificate is no longer on hold.
+  if (reason === 8) return { status: 'good', source: 'crl', detail: `CRL ${url}` };
+  return { status: 'revoked', source: 'crl', revokedAt: r.revocationDate.getTime(), ...(reason !== undefined ? { reason } : {}), detail: `CRL ${url}` };
 }
 
 /**
  * Revocation status of `leafPem` (issued by `issuerPem`): OCSP first, then the CRL. Never throws
  * for network, protocol or input trouble; that is 'unknown' with the reasons in `detail`.
+ * URLs at loopback, private or link-local addresses are not fetched unless
+ * `opts.allowPrivateAddresses` (see RevocationCheckOptions).
  */
 export async function checkRevocation(leafPem: string, issuerPem: string, opts: RevocationCheckOptions = {}): Promise<RevocationCheckResult> {
   const timeoutMs = opts.timeoutMs ?? 15_000;
+  const allowPrivate = opts.allowPrivateAddresses ?? false;
+  const dispatcher = opts.dispatcher ?? revocationAgent({ ...(opts.ca ? { ca: opts.ca } : {}), timeoutMs, allowPrivate });
+  const env: Env = { dispatcher, allowPrivate, crl: (url, deadline) => fetchCrl(env, url, deadline) };
+  try {
+    return await check(leafPem, issuerPem, timeoutMs, env);
+  } finally {
+    if (!opts.dispatcher) await dispatcher.destroy().catch(() => undefined);
+  }
+}
+
+async function check(leafPem: string, issuerPem: string, timeoutMs: number, env: Env): Promise<RevocationCheckResult> {
   const deadline = Date.now() + timeoutMs;
   let p: Parsed;
-  let urls: { ocsp: string[]; crl: string[] };
+  let urls: { ocsp: string[]; crl: CrlPoint[] };
   try {
     p = parseInputs(leafPem, issuerPem);
     urls = urlsOf(p);
@@ -356,49 +658,125 @@ export async function checkRevocation(leafPem: string, issuerPem: string, opts: 
   if (!urls.ocsp.length && !urls.crl.length) {
     return { status: 'unknown', source: null, detail: 'the certificate names no http(s) OCSP responder and no CRL distribution point' };
   }
-  const dispatcher = opts.dispatcher ?? boundedAgent({ ...(opts.ca ? { ca: opts.ca } : {}), timeoutMs });
   const why: string[] = [];
-  try {
-    for (const url of urls.ocsp) {
-      try {
-        return await checkOcsp(p, url, dispatcher, deadline);
-      } catch (e) {
-        why.push(`OCSP ${url}: ${e instanceof Unusable ? e.message : `failed: ${(e as Error).message}`}`);
-      }
+  for (const url of urls.ocsp) {
+    try {
+      return await checkOcsp(p, url, env, deadline);
+    } catch (e) {
+      why.push(`OCSP ${url}: ${e instanceof Unusable ? e.message : `failed: ${(e as Error).message}`}`);
     }
-    for (const url of urls.crl) {
-      try {
-        return await checkCrl(p, url, dispatcher, deadline);
-      } catch (e) {
-        why.push(`CRL ${url}: ${e instanceof Unusable ? e.message : `failed: ${(e as Error).message}`}`);
-      }
+  }
+  for (const point of urls.crl) {
+    try {
+      return await checkCrl(p, point, env, deadline);
+    } catch (e) {
+      why.push(`CRL ${point.url}: ${e instanceof Unusable ? e.message : `failed: ${(e as Error).message}`}`);
     }
-  } finally {
-    if (!opts.dispatcher) await dispatcher.destroy().catch(() => undefined);
   }
   return { status: 'unknown', source: null, detail: why.join('; ') };
 }
 
+/** `promise`, or Unusable once `deadline` passes (a check waiting for a CRL another check fetches). */
+async function byDeadline<T>(promise: Promise<T>, deadline: number): Promise<T> {
+  const left = deadline - Date.now();
+  if (left <= 0) throw new Unusable('no time left');
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Unusable('timed out')), left)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export interface RevocationCheckerOptions {
+  /** Connection, header and body timeouts of the pools (default: the first check's timeoutMs, else 15 s). */
+  timeoutMs?: number;
+  /**
+   * Fetch OCSP/CRL URLs at loopback, private and link-local addresses (default false); a check's
+   * own `allowPrivateAddresses` overrides it. See RevocationCheckOptions.allowPrivateAddresses.
+   */
+  allowPrivateAddresses?: boolean;
+}
+
 /**
- * checkRevocation with connections kept between checks (one pool per set of trusted roots), for
- * runs over many certificates; close() when the run is over.
+ * checkRevocation for runs over many certificates; close() when the run is over.
+ *
+ * - Connections are kept between checks, one pool per set of trusted roots (`ca`) and address
+ *   policy.
+ * - A CRL is fetched, scanned and its signature checked once per URL (and pool), then kept until
+ *   its nextUpdate (up to 64 MiB of CRLs, the oldest dropped first) or close(). Checks of the same
+ *   URL at the same time share one fetch. Failures are not kept: the next check tries again.
+ * - `allowPrivateAddresses` (default false): OCSP and CRL URLs come from the certificate, so by
+ *   default a URL whose host is, or resolves to, a loopback (127/8, ::1), private (RFC 1918,
+ *   100.64/10, fc00::/7) or link-local (169.254/16, fe80::/10) address is not fetched, and the
+ *   check says 'unknown' ("not fetched: ..."). Names are resolved once and the connection goes to
+ *   the address checked (no second DNS answer in between). Pass true when the certificate comes
+ *   from a CA whose directory is itself at such an address (a private CA on a LAN, a test CA on
+ *   127.0.0.1); either for the whole checker, or per check in `check(..., { allowPrivateAddresses })`.
+ *   Cloud metadata, unspecified and multicast addresses are refused even then.
  */
-export function createRevocationChecker(o: { timeoutMs?: number } = {}): {
+export function createRevocationChecker(o: RevocationCheckerOptions = {}): {
   check: (leafPem: string, issuerPem: string, opts?: RevocationCheckOptions) => Promise<RevocationCheckResult>;
   close(): Promise<void>;
 } {
   const pools = new Map<string, Dispatcher>();
+  const crls = new Map<string, { scanned: Promise<ScannedCrl>; until: number; bytes: number }>();
+  let crlBytes = 0;
+  let closed = false;
+
+  const drop = (key: string) => {
+    const e = crls.get(key);
+    if (!e) return;
+    crls.delete(key);
+    crlBytes -= e.bytes;
+  };
+
+  /** The CRL at `url` through `pool`: the kept one, the one being fetched, or a new fetch. */
+  const sharedCrl = (poolKey: string, env: Pick<Env, 'dispatcher' | 'allowPrivate'>, url: string, deadline: number): Promise<ScannedCrl> => {
+    const key = `${poolKey}\n${url}`;
+    const hit = crls.get(key);
+    if (hit && hit.until > Date.now()) return byDeadline(hit.scanned, deadline);
+    drop(key);
+    const entry = { scanned: fetchCrl(env, url, deadline), until: Infinity, bytes: 0 };
+    crls.set(key, entry);
+    entry.scanned.then(
+      (crl) => {
+        if (crls.get(key) !== entry) return;
+        if (closed) return void drop(key);
+        entry.until = keepUntil(crl, Date.now());
+        entry.bytes = crl.der.length;
+        crlBytes += entry.bytes;
+        // Oldest first (Map order is insertion order); never the one just added.
+        for (const [k, e] of crls) {
+          if (crlBytes <= CRL_CACHE_BYTES || k === key) break;
+          if (e.bytes) drop(k);
+        }
+      },
+      () => {
+        if (crls.get(key) === entry) drop(key);
+      },
+    );
+    return byDeadline(entry.scanned, deadline);
+  };
+
   return {
     check(leafPem, issuerPem, opts = {}) {
-      const key = opts.ca ?? '';
-      let d = pools.get(key);
-      if (!d) {
-        d = boundedAgent({ ...(opts.ca ? { ca: opts.ca } : {}), timeoutMs: o.timeoutMs ?? opts.timeoutMs ?? 15_000 });
-        pools.set(key, d);
+      const allowPrivate = opts.allowPrivateAddresses ?? o.allowPrivateAddresses ?? false;
+      const timeoutMs = opts.timeoutMs ?? o.timeoutMs ?? 15_000;
+      if (opts.dispatcher) return checkRevocation(leafPem, issuerPem, { ...opts, allowPrivateAddresses: allowPrivate, timeoutMs });
+      const poolKey = `${allowPrivate ? 'private' : 'public'}\n${opts.ca ?? ''}`;
+      let dispatcher = pools.get(poolKey);
+      if (!dispatcher) {
+        dispatcher = revocationAgent({ ...(opts.ca ? { ca: opts.ca } : {}), timeoutMs: o.timeoutMs ?? timeoutMs, allowPrivate });
+        pools.set(poolKey, dispatcher);
       }
-      return checkRevocation(leafPem, issuerPem, { ...opts, dispatcher: d });
+      const env: Env = { dispatcher, allowPrivate, crl: (url, deadline) => sharedCrl(poolKey, env, url, deadline) };
+      return check(leafPem, issuerPem, timeoutMs, env);
     },
     async close() {
+      closed = true;
+      crls.clear();
+      crlBytes = 0;
       const all = [...pools.values()];
       pools.clear();
       await Promise.all(all.map((d) => d.close().catch(() => undefined)));
