@@ -65,17 +65,11 @@ export interface Nginx {
   stop(): Promise<void>;
 }
 
-/**
- * Starts nginx under `prefix` serving one TLS site (`serverName` on 127.0.0.1:<free port>) with a
- * throw-away self-signed certificate; `siteLines` may add directives to the server block.
- */
-export async function startNginx(prefix: string, serverName: string, siteLines: string[] = []): Promise<Nginx> {
+/** The main nginx.conf of a test instance: everything under `prefix`, `include siteConf` in http. */
+async function writeMainConf(prefix: string, siteConf: string): Promise<string> {
   await mkdir(path.join(prefix, 'logs'), { recursive: true });
   await mkdir(path.join(prefix, 'tmp'), { recursive: true });
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=before.anvil.test', '-keyout', path.join(prefix, 'before.key'), '-out', path.join(prefix, 'before.pem')]);
-  const port = await freePort();
   const mainConf = path.join(prefix, 'nginx.conf');
-  const siteConf = path.join(prefix, 'site.conf');
   const tmp = (n: string) => `${n}_temp_path ${path.join(prefix, 'tmp', n)};`;
   await writeFile(
     mainConf,
@@ -87,7 +81,7 @@ export async function startNginx(prefix: string, serverName: string, siteLines: 
       'worker_processes 1;',
       `pid ${path.join(prefix, 'nginx.pid')};`,
       `error_log ${path.join(prefix, 'logs', 'error.log')} info;`,
-      'events { worker_connections 64; }',
+      'events { worker_connections 256; }',
       'http {',
       `  access_log ${path.join(prefix, 'logs', 'access.log')};`,
       `  ${tmp('client_body')} ${tmp('proxy')} ${tmp('fastcgi')} ${tmp('uwsgi')} ${tmp('scgi')}`,
@@ -96,6 +90,18 @@ export async function startNginx(prefix: string, serverName: string, siteLines: 
       '',
     ].join('\n'),
   );
+  return mainConf;
+}
+
+/**
+ * Starts nginx under `prefix` serving one TLS site (`serverName` on 127.0.0.1:<free port>) with a
+ * throw-away self-signed certificate; `siteLines` may add directives to the server block.
+ */
+export async function startNginx(prefix: string, serverName: string, siteLines: string[] = []): Promise<Nginx> {
+  await mkdir(prefix, { recursive: true });
+  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=before.anvil.test', '-keyout', path.join(prefix, 'before.key'), '-out', path.join(prefix, 'before.pem')]);
+  const port = await freePort();
+  const siteConf = path.join(prefix, 'site.conf');
   await writeFile(
     siteConf,
     [
@@ -112,9 +118,59 @@ export async function startNginx(prefix: string, serverName: string, siteLines: 
       '',
     ].join('\n'),
   );
+  return launchNginx(prefix, port, siteConf, () => servedSerial(port, serverName));
+}
+
+/**
+ * Starts nginx under `prefix` as a TLS load balancer on 127.0.0.1:<listenPort or a free port>: round-robin over
+ * `upstreams` (host:port, plain HTTP), with a self-signed certificate for 127.0.0.1 and localhost
+ * whose PEM is returned as `certPem` (clients must trust it).
+ */
+export async function startNginxBalancer(prefix: string, upstreams: string[], listenPort?: number): Promise<Nginx & { certPem: string }> {
+  await mkdir(prefix, { recursive: true });
+  const cert = path.join(prefix, 'front.pem');
+  const key = path.join(prefix, 'front.key');
+  await run('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=anvil test balancer',
+    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-addext', 'basicConstraints=critical,CA:TRUE', '-keyout', key, '-out', cert,
+  ]);
+  const port = listenPort ?? (await freePort());
+  const siteConf = path.join(prefix, 'site.conf');
+  await writeFile(
+    siteConf,
+    [
+      'upstream anvil_replicas {',
+      ...upstreams.map((u) => `    server ${u} max_fails=0;`),
+      '    keepalive 16;',
+      '}',
+      'server {',
+      `    listen 127.0.0.1:${port} ssl;`,
+      `    ssl_certificate     ${cert};`,
+      `    ssl_certificate_key ${key};`,
+      '    location / {',
+      '        proxy_pass http://anvil_replicas;',
+      '        proxy_http_version 1.1;',
+      '        proxy_set_header Connection "";',
+      '        proxy_set_header Host $http_host;',
+      '        proxy_set_header X-Forwarded-For $remote_addr;',
+      '        proxy_next_upstream off;',
+      '    }',
+      '}',
+      '',
+    ].join('\n'),
+  );
+  const n = await launchNginx(prefix, port, siteConf, async () => {
+    const r = await run('curl', ['-sk', '-o', '/dev/null', '-w', '%{http_code}', `https://127.0.0.1:${port}/directory`]);
+    return r.stdout === '200' ? true : undefined;
+  });
+  return Object.assign(n, { certPem: await readFile(cert, 'utf8') });
+}
+
+async function launchNginx(prefix: string, port: number, siteConf: string, ready: () => Promise<unknown>): Promise<Nginx> {
+  const mainConf = await writeMainConf(prefix, siteConf);
   const flags = ['-p', prefix, '-c', mainConf, '-e', path.join(prefix, 'logs', 'error.log')];
   await run(NGINX, flags, { timeout: 30_000 });
-  await waitFor('nginx to answer TLS', () => servedSerial(port, serverName));
+  await waitFor('nginx to answer', ready);
   const pid = async () => Number((await readFile(path.join(prefix, 'nginx.pid'), 'utf8').catch(() => '')).trim()) || null;
   return {
     port,
