@@ -78,6 +78,22 @@ describe('LineageStore', () => {
     await again();
   });
 
+  // Regression (review of the renewal engine, finding 2): in a container anvil is PID 1 again
+  // after a SIGKILL, and a lock file holding "1" made every later run skip the lineage forever.
+  test('a lock file holding our own pid that this process does not hold is stale, and taken over', async () => {
+    const file = path.join(root, 'locks', 'own-pid.example.lock');
+    await writeFile(file, String(process.pid));
+    const release = await store.lock('own-pid.example');
+    assert.equal(await readFile(file, 'utf8'), String(process.pid));
+    assert.equal(store.lockFile('own-pid.example'), file);
+    // While this process holds it, it is held, also for another LineageStore of the same root.
+    await assert.rejects(new LineageStore(root).lock('own-pid.example'), (e: unknown) => e instanceof AcmeClientError && e.code === 'LOCKED' && /own-pid\.example\.lock/.test(e.message));
+    await release();
+    await assert.rejects(stat(file), 'released');
+    const again = await new LineageStore(root).lock('own-pid.example');
+    await again();
+  });
+
   test('config round-trips and names() lists lineages', async () => {
     const now = new Date().toISOString();
     await store.writeConfig({

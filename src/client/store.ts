@@ -364,28 +364,42 @@ export class LineageStore {
     return readFile(cur.privkey, 'utf8');
   }
 
+  /** The lock file of a lineage (see lock()); a stale one left by a crash may be removed by hand. */
+  lockFile(name: string): string {
+    return path.join(this.root, 'locks', `${checkName(name)}.lock`);
+  }
+
   /**
    * An exclusive lock on a lineage for one process (O_EXCL file holding the pid). A lock left by a
-   * process that no longer runs is taken over.
+   * process that no longer runs is taken over. A lock file holding this process's own pid counts
+   * as held only while this process really holds it (`heldLocks`): in a container anvil is often
+   * PID 1 again after a SIGKILL, and would otherwise wait for itself forever.
    */
   async lock(name: string): Promise<() => Promise<void>> {
-    const dir = path.join(this.root, 'locks');
-    await ensureDir(dir, 0o700);
-    const file = path.join(dir, `${checkName(name)}.lock`);
+    const file = this.lockFile(name);
+    await ensureDir(path.dirname(file), 0o700);
+    const key = path.resolve(file);
     for (let attempt = 0; attempt < 2; attempt++) {
+      // Another holder in this very process (another LineageStore on the same root, say).
+      if (heldLocks.has(key)) throw new AcmeClientError('LOCKED', `this process (pid ${process.pid}) is already working on ${name} (lock file ${file}); try again when it has finished`);
+      let fh: Awaited<ReturnType<typeof open>>;
       try {
-        const fh = await open(file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
-        await fh.writeFile(String(process.pid));
-        await fh.close();
-        return async () => {
-          await rm(file, { force: true });
-        };
+        fh = await open(file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new AcmeClientError('STORE', `cannot lock ${name}: ${(e as Error).message}`);
-        const pid = Number(await readFile(file, 'utf8').catch(() => ''));
+        const text = (await readFile(file, 'utf8').catch(() => '')).trim();
+        const pid = Number(text);
         let alive = false;
-        if (pid === process.pid) alive = true;
-        else if (Number.isInteger(pid) && pid > 0) {
+        if (heldLocks.has(key)) alive = true;
+        else if (pid === process.pid) {
+          // Our own pid, but this process does not hold it: a previous process with our pid (a
+          // container's PID 1 before a SIGKILL) left it behind.
+          alive = false;
+        } else if (text === '') {
+          // Created an instant ago by a process that has not written its pid yet.
+          const st = await stat(file).catch(() => null);
+          alive = st !== null && Date.now() - st.mtimeMs < 10_000;
+        } else if (Number.isInteger(pid) && pid > 0) {
           try {
             process.kill(pid, 0);
             alive = true;
@@ -393,10 +407,40 @@ export class LineageStore {
             alive = (err as NodeJS.ErrnoException).code === 'EPERM';
           }
         }
-        if (alive) throw new AcmeClientError('LOCKED', `another anvil process (pid ${pid}) is working on ${name}; try again when it has finished`);
+        if (alive) {
+          const who = heldLocks.has(key) ? `this process (pid ${process.pid})` : `another anvil process (pid ${text || 'not written yet'})`;
+          throw new AcmeClientError('LOCKED', `${who} is working on ${name} (lock file ${file}); try again when it has finished`);
+        }
         await rm(file, { force: true });
+        continue;
       }
+      heldLocks.add(key);
+      try {
+        await fh.writeFile(String(process.pid));
+      } catch (e) {
+        heldLocks.delete(key);
+        await rm(file, { force: true }).catch(() => undefined);
+        throw new AcmeClientError('STORE', `cannot lock ${name}: ${(e as Error).message}`);
+      } finally {
+        await fh.close().catch(() => undefined);
+      }
+      let released = false;
+      return async () => {
+        if (released) return;
+        released = true;
+        try {
+          await rm(file, { force: true });
+        } finally {
+          heldLocks.delete(key);
+        }
+      };
     }
-    throw new AcmeClientError('LOCKED', `cannot take the lock on ${name}`);
+    throw new AcmeClientError('LOCKED', `cannot take the lock on ${name} (lock file ${file})`);
   }
 }
+
+/**
+ * Lock files (absolute paths) this process holds right now. Module-wide, not per LineageStore:
+ * what matters is whether this process holds the lock, whichever object took it.
+ */
+const heldLocks = new Set<string>();

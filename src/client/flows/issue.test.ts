@@ -18,7 +18,7 @@ import { StandaloneHttp01, WebrootHttp01 } from '../solvers/http01.js';
 import { StandaloneTlsAlpn01 } from '../solvers/tls-alpn01.js';
 import { checkToken } from '../solvers/token.js';
 import type { ChallengeInput, Solver } from '../solvers/types.js';
-import { checkChain, obtainCertificate } from './issue.js';
+import { checkChain, isReplacesRefusal, obtainCertificate } from './issue.js';
 
 const ip = { type: 'ip' as const, value: '127.0.0.1' };
 
@@ -137,4 +137,57 @@ test('unsafe challenge tokens are refused before any file is written', () => {
     assert.throws(() => checkToken(t), (e: unknown) => e instanceof AcmeClientError && e.code === 'BAD_RESPONSE', String(t));
   }
   assert.equal(checkToken('a'.repeat(43)), 'a'.repeat(43));
+});
+
+// Regression (review of the renewal engine, finding 5): only alreadyReplaced, or a malformed error
+// that mentioned "replaces", led to a second order without it; Anvil's 403 (the account changed)
+// and 404 (a certificate the CA does not know) failed the renewal at every attempt until expiry.
+describe('a newOrder refused while it carried "replaces"', () => {
+  const problem = (type: string, status: number, detail = 'no') => new AcmeProblemError({ type: `urn:ietf:params:acme:error:${type}`, detail }, status, undefined, 'https://ca.example/new-order');
+  const cases: Array<[string, unknown, boolean]> = [
+    ['alreadyReplaced (409)', problem('alreadyReplaced', 409), true],
+    ['unauthorized 403: the certificate is another account\'s', problem('unauthorized', 403, 'the certificate named in "replaces" was not issued to this account'), true],
+    ['malformed 404: a certificate the CA does not know', problem('malformed', 404, 'this CA did not issue a certificate with this identifier'), true],
+    ['malformed 400 that does not say why', problem('malformed', 400, 'bad request'), true],
+    ['a 4xx problem of a type the RFC does not name', new AcmeProblemError({ type: 'https://ca.example/errors/replaces-refused', detail: 'no' }, 422, undefined, 'x'), true],
+    ['rateLimited 429 (the backoff handles it)', problem('rateLimited', 429), false],
+    ['a bare 429', new AcmeProblemError({ type: 'about:blank' }, 429, undefined, 'x'), false],
+    ['badNonce 400 (AcmeHttp retries it)', problem('badNonce', 400), false],
+    ['serverInternal 500', problem('serverInternal', 500), false],
+    ['a network error', new AcmeClientError('NETWORK', 'connect ECONNREFUSED'), false],
+  ];
+  for (const [name, e, retry] of cases) {
+    test(`${name}: ${retry ? 'asked for once more without it' : 'not retried'}`, () => assert.equal(isReplacesRefusal(e), retry));
+  }
+
+  test('the order is made once more, without "replaces" and with the same profile; a second refusal is the error', async () => {
+    const calls: Array<Record<string, unknown>> = [];
+    const api = {
+      newOrder: async (_ids: unknown, o: Record<string, unknown>) => {
+        calls.push(o);
+        throw calls.length === 1 ? problem('unauthorized', 403, 'the certificate named in "replaces" was not issued to this account') : problem('rejectedIdentifier', 400, 'second');
+      },
+    } as unknown as AcmeApi;
+    const steps: string[] = [];
+    const csr = await csrFor(['127.0.0.1']);
+    await assert.rejects(
+      obtainCertificate(api, { identifiers: [ip], solvers: [], csrDer: csr.der, keySpki: csr.spki, replaces: 'k.AQ', profile: 'classic', onStep: (s) => steps.push(s) }),
+      (e: unknown) => e instanceof AcmeProblemError && e.type === 'rejectedIdentifier',
+    );
+    assert.deepEqual(calls, [{ profile: 'classic', replaces: 'k.AQ' }, { profile: 'classic' }]);
+    assert.match(steps.join('\n'), /the CA refused "replaces" \(unauthorized: the certificate named in "replaces" was not issued to this account\); ordering without it/);
+  });
+
+  test('a rate limit is not made worse by a second request', async () => {
+    let n = 0;
+    const api = {
+      newOrder: async () => {
+        n++;
+        throw problem('rateLimited', 429);
+      },
+    } as unknown as AcmeApi;
+    const csr = await csrFor(['127.0.0.1']);
+    await assert.rejects(obtainCertificate(api, { identifiers: [ip], solvers: [], csrDer: csr.der, keySpki: csr.spki, replaces: 'k.AQ' }), (e: unknown) => e instanceof AcmeProblemError && e.type === 'rateLimited');
+    assert.equal(n, 1);
+  });
 });

@@ -40,14 +40,19 @@ export interface Obtained {
 }
 
 /**
- * True when a newOrder refusal is about the `replaces` field: RFC 9773 §5 alreadyReplaced (the
- * certificate was replaced already, e.g. by an earlier attempt whose order failed later), or a
- * CA that does not understand the field and says so.
+ * True when a newOrder that carried `replaces` is worth asking for once more without it: any
+ * refusal of the request (a 4xx problem), since CAs word a refused `replaces` in many ways. RFC
+ * 9773 §5 alreadyReplaced (an earlier attempt replaced it already); Anvil's 403 unauthorized (the
+ * certificate belongs to another account: the lineage's account changed) and 404 (a certificate
+ * this CA does not know: the CA was set up again, or the lineage moved to another CA); a CA that
+ * does not understand the field. Not rateLimited (429) nor badNonce, which have their own handling
+ * (the backoff, and AcmeHttp's own retry) and would only be made worse by a second request.
  */
 export function isReplacesRefusal(e: unknown): e is AcmeProblemError {
   if (!(e instanceof AcmeProblemError)) return false;
   if (e.type === 'alreadyReplaced') return true;
-  return (e.type === 'malformed' || e.type.startsWith('unsupported') || e.status === 400) && /replaces/i.test(e.detail);
+  if (e.type === 'rateLimited' || e.type === 'badNonce' || e.status === 429) return false;
+  return e.status >= 400 && e.status < 500;
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

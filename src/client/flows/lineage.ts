@@ -7,7 +7,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { Identifier } from '../../protocol/types.js';
 import { signerSpki, type AcmeApi, type Order } from '../api.js';
 import { AcmeClientError } from '../errors.js';
-import { createCsr, generateCertKey, privateKeyPem, readPrivateKey, spkiOf, type CertKeyType, type CsrInfo } from '../keys.js';
+import { createCsr, generateCertKey, keyTypeOf, privateKeyPem, readPrivateKey, spkiOf, type CertKeyType, type CsrInfo } from '../keys.js';
 import type { Solver } from '../solvers/types.js';
 import { profileFor } from '../renewal/decide.js';
 import { recordIssued, RenewalStateStore } from '../renewal/state.js';
@@ -43,6 +43,14 @@ export interface IssueToLineageOptions {
   afterSave?: (issued: IssuedLineage) => Promise<void>;
   /** Time source for the bookkeeping (tests). */
   now?: () => Date;
+  /**
+   * A renewal: `config` is the caller's earlier snapshot of renewal/NAME.json, so once the
+   * certificate is live the file is read again (under the lock) and only what the renewal changes
+   * is written: the identifiers when they came from the CSR, and `updatedAt`. Installers, hooks,
+   * notify programs and anything else changed meanwhile (`anvil install`, an editor) stay as they
+   * are on disk. Without it (`anvil issue`), `config` is written as given.
+   */
+  keepConfig?: boolean;
 }
 
 export interface IssuedLineage {
@@ -91,10 +99,24 @@ export async function issueToLineage(o: IssueToLineageOptions): Promise<IssuedLi
       spki = o.csr.spki;
       identifiers = o.csr.identifiers;
     } else {
-      const previous = config.reuseKey ? await store.currentKeyPem(config.name) : null;
-      const key = previous ? readPrivateKey(previous, `the key of ${config.name}`) : await generateCertKey((config.keyType ?? 'ecdsa-p256') as CertKeyType);
+      const keyType = (config.keyType ?? 'ecdsa-p256') as CertKeyType;
+      const previousPem = config.reuseKey ? await store.currentKeyPem(config.name) : null;
+      let previous = previousPem ? readPrivateKey(previousPem, `the key of ${config.name}`) : null;
+      // SECURITY.md (client): a live key that is the account key is refused even when a key type
+      // change means it would not be reused: reuseKey says the user means to keep using it.
+      if (previous && spkiOf(previous).equals(signerSpki(o.api.signer))) {
+        throw new AcmeClientError('BAD_INPUT', 'the certificate key is the account key; use a key of its own for the certificate');
+      }
+      // The key is reused only while it is of the type the config asks for: a new key type in the
+      // config would otherwise never reach the certificate (and renewal for it would loop).
+      const previousType = previous ? (keyTypeOf(previous) ?? null) : null;
+      if (previous && config.keyType && previousType !== config.keyType) {
+        o.onStep?.(`the key of ${config.name} is ${previousType ?? 'of a type anvil does not make'}, not ${config.keyType} as renewal/${config.name}.json asks: generating a new ${config.keyType} key instead of reusing it`);
+        previous = null;
+      }
+      const key = previous ?? (await generateCertKey(keyType));
       reusedKey = previous !== null;
-      keyPem = previous ?? privateKeyPem(key);
+      keyPem = previous ? previousPem : privateKeyPem(key);
       spki = spkiOf(key);
       csrDer = await createCsr(key, identifiers);
     }
@@ -114,10 +136,20 @@ export async function issueToLineage(o: IssueToLineageOptions): Promise<IssuedLi
     });
     o.onStep?.(`saving ${config.name}`);
     const files = await store.save(config.name, got.chainPem, keyPem);
-    const prev = await store.readConfig(config.name);
     const at = now();
     const stamp = at.toISOString();
-    await store.writeConfig({ version: 1, ...config, identifiers, createdAt: prev?.createdAt ?? stamp, updatedAt: stamp });
+    if (o.keepConfig) {
+      // What is on disk now, not the caller's snapshot: only the renewal's own changes go in.
+      const onDisk = await store.readConfig(config.name).catch(() => null);
+      if (onDisk && typeof onDisk === 'object' && !Array.isArray(onDisk)) {
+        await store.writeConfig({ ...onDisk, name: config.name, ...(o.csr ? { identifiers } : {}), updatedAt: stamp });
+      } else {
+        o.onStep?.(`renewal/${config.name}.json is gone or unreadable now; not writing it again`);
+      }
+    } else {
+      const prev = await store.readConfig(config.name);
+      await store.writeConfig({ version: 1, ...config, identifiers, createdAt: prev?.createdAt ?? stamp, updatedAt: stamp });
+    }
     // The renewal state learns what was obtained, when, from which CA and under which profile, so
     // that renewal counts the lifetime from now (not a backdated notBefore) and notices profile
     // changes. Best effort: the certificate is live already, and a missing state only means the

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { LineageConfig } from '../store.js';
 import { applyRenewalInfo, decide, type CertFacts, type DecideInput } from './decide.js';
-import { freshState, type AriState, type RenewalState } from './state.js';
+import { freshState, type AriState, type IssuedState, type RenewalState } from './state.js';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -102,6 +102,101 @@ describe('decide: rules that renew at once', () => {
   test('without a record of the profile (obtained before anvil kept state) nothing is assumed', () => {
     assert.equal(run({ now: at(1), config: { ...config, profile: 'shortlived' } }).due, false);
   });
+});
+
+// Regression (review of the renewal engine, finding 1): a config-change rule whose renewal could
+// not bring the certificate in line with the config (a reused key of the old type, a CSR's key)
+// renewed again at every run, forever.
+describe('decide: config-change rules do not loop', () => {
+  const p384 = { ...config, keyType: 'ecdsa-p384' as const };
+  const issued = (o: Partial<IssuedState>): IssuedState => ({ serial: 'AA01', at: at(1).toISOString(), server: 'https://ca.example/dir', caIndex: 0, ...o });
+  /** What the runner records with a renewal (wantedOf): the config's names, key type and profile. */
+  const wantedOf = (c: DecideInput['config'], _caIndex: number) => ({
+    names: c.identifiers.map((i) => `${i.type}:${i.value}`).sort(),
+    keyType: c.keyType,
+    profile: c.profile ?? '',
+  });
+
+  test('a lineage from the user\'s CSR never renews for its key type, whatever keyType the config names', () => {
+    const d = run({ now: at(2), config: { ...p384, csrFile: '/etc/anvil/www.csr' } });
+    assert.equal(d.due, false);
+    assert.equal(d.rule, 'lifetime');
+  });
+
+  const cases: Array<{ name: string; input: Partial<DecideInput> & { now: Date }; due: boolean; rule: string; note?: RegExp }> = [
+    {
+      name: 'the key type rule does not fire again on the certificate it produced, for the same config',
+      input: { now: at(2), config: p384, state: state({ issued: issued({ trigger: 'key-type', wanted: wantedOf(p384, 0) }) }) },
+      due: false,
+      rule: 'lifetime',
+      note: /^key type changed \(ecdsa-p256 -> ecdsa-p384\), but certificate AA01 was obtained for that very change at 2026-01-02T00:00:00Z; not renewing for it again$/,
+    },
+    {
+      name: '... but fires when the config asks for yet another key type since',
+      input: { now: at(2), config: { ...config, keyType: 'rsa-2048' }, state: state({ issued: issued({ trigger: 'key-type', wanted: wantedOf(p384, 0) }) }) },
+      due: true,
+      rule: 'key-type',
+    },
+    {
+      name: '... and a certificate obtained for another reason is renewed for its key type',
+      input: { now: at(2), config: p384, state: state({ issued: issued({ trigger: 'lifetime', wanted: wantedOf(p384, 0) }) }) },
+      due: true,
+      rule: 'key-type',
+    },
+    {
+      name: 'a state without the config of that renewal (an older anvil) still stops the loop',
+      input: { now: at(2), config: p384, state: state({ issued: issued({ trigger: 'key-type' }) }) },
+      due: false,
+      rule: 'lifetime',
+      note: /^key type changed/,
+    },
+    {
+      name: 'the names rule does not fire again on the certificate it produced, for the same names',
+      input: {
+        now: at(2),
+        config: { ...config, identifiers: [{ type: 'dns', value: 'example.com' }] },
+        state: state({ issued: issued({ trigger: 'names', wanted: wantedOf({ ...config, identifiers: [{ type: 'dns', value: 'example.com' }] }, 0) }) }),
+      },
+      due: false,
+      rule: 'lifetime',
+      note: /^names changed \(config: example\.com; certificate: example\.com, www\.example\.com\), but certificate AA01 was obtained/,
+    },
+    {
+      name: '... but fires when the names changed again since',
+      input: { now: at(2), config: { ...config, identifiers: [{ type: 'dns', value: 'api.example.com' }] }, state: state({ issued: issued({ trigger: 'names', wanted: wantedOf({ ...config, identifiers: [{ type: 'dns', value: 'example.com' }] }, 0) }) }) },
+      due: true,
+      rule: 'names',
+    },
+    {
+      name: 'the profile rule does not fire again on the certificate it produced, for the same profile',
+      input: { now: at(2), config: { ...config, profile: 'tlsserver' }, state: state({ issued: issued({ profile: 'classic', trigger: 'profile', wanted: wantedOf({ ...config, profile: 'tlsserver' }, 0) }) }) },
+      due: false,
+      rule: 'lifetime',
+      note: /^profile changed \(classic -> tlsserver\), but/,
+    },
+    {
+      name: '... but fires when the profile changed again since',
+      input: { now: at(2), config: { ...config, profile: 'shortlived' }, state: state({ issued: issued({ profile: 'classic', trigger: 'profile', wanted: wantedOf({ ...config, profile: 'tlsserver' }, 0) }) }) },
+      due: true,
+      rule: 'profile',
+    },
+    {
+      name: 'the other rules still apply to such a certificate (expired)',
+      input: { now: at(91), config: p384, state: state({ issued: issued({ trigger: 'key-type', wanted: wantedOf(p384, 0) }) }) },
+      due: true,
+      rule: 'expired',
+      note: /^key type changed/,
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const d = run(c.input);
+      assert.equal(d.due, c.due);
+      assert.equal(d.rule, c.rule);
+      if (c.note) assert.match(d.notes?.join('\n') ?? '', c.note);
+      else assert.equal(d.notes, undefined);
+    });
+  }
 });
 
 describe('decide: lifetime rules without ARI', () => {

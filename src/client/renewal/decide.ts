@@ -3,7 +3,11 @@
  * persisted renewal state, the time and a random source (docs/renewal.md lists the rules in order).
  *
  * 1. No live certificate, or --force: now.
- * 2. Revoked (OCSP/CRL), names, key type or profile changed in the config: now.
+ * 2. Revoked (OCSP/CRL), names, key type or profile changed in the config: now. The key type is
+ *    not compared for a lineage from the user's CSR (its key is theirs). A config-change rule does
+ *    not fire on a certificate that a renewal for that same rule produced while the config still
+ *    asks for the same (the state records both): whatever made the new certificate differ from
+ *    the config, renewing again would not change it, and would loop.
  * 3. Expired: now.
  * 4. Less than 1/20 of the lifetime left: now, whatever ARI says.
  * 5. ARI (RFC 9773 §4.2): a uniform random time in the suggested window, kept while the window is
@@ -21,7 +25,7 @@ import type { Random } from '../../lib/random.js';
 import type { CertKeyType } from '../keys.js';
 import type { LineageConfig } from '../store.js';
 import type { RenewalInfo } from './ari.js';
-import type { AriState, RenewalState } from './state.js';
+import type { AriState, RenewalState, WantedConfig } from './state.js';
 
 const DAY = 86_400_000;
 
@@ -54,7 +58,7 @@ export interface DecideOptions {
 
 export interface DecideInput {
   cert: CertFacts | null;
-  config: Pick<LineageConfig, 'identifiers' | 'keyType' | 'profile' | 'fallback'>;
+  config: Pick<LineageConfig, 'identifiers' | 'keyType' | 'profile' | 'fallback'> & Partial<Pick<LineageConfig, 'csrFile'>>;
   state: RenewalState;
   now: Date;
   /** Uniform in [0, 1). */
@@ -87,6 +91,8 @@ export interface Decision {
   nextCheck: Date;
   /** A random time decide drew in the ARI window because none was stored; persist it. */
   ariChosen?: Date;
+  /** Something the operator should know (a config change that renewing cannot bring about). */
+  notes?: string[];
 }
 
 /** 2026-01-01T00:00:00Z (no milliseconds). */
@@ -147,15 +153,23 @@ export function applyRenewalInfo(
   return out;
 }
 
-function sameNames(config: Pick<LineageConfig, 'identifiers'>, cert: CertFacts): boolean {
-  const want = config.identifiers.map((i) => `${i.type}:${i.value.toLowerCase()}`).sort();
-  return want.length === cert.identifiers.length && want.every((w, i) => w === cert.identifiers[i]);
+/** Sorted "dns:name" / "ip:address" strings of a config's identifiers (as CertFacts has them). */
+function namesOf(config: Pick<LineageConfig, 'identifiers'>): string[] {
+  return config.identifiers.map((i) => `${i.type}:${i.value.toLowerCase()}`).sort();
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** What the config-change rules compare, as `config` has it for the CA of `caIndex` (recorded with each renewal). */
+export function wantedOf(config: Pick<LineageConfig, 'identifiers' | 'keyType' | 'profile' | 'fallback'>, caIndex: number): WantedConfig {
+  return { names: namesOf(config), keyType: config.keyType ?? null, profile: profileFor(config, caIndex) ?? '' };
 }
 
 export function decide(input: DecideInput): Decision {
-  const { cert, config, state, now, random } = input;
+  const { cert, config, state, now } = input;
   const o = input.options ?? {};
-  const t = now.getTime();
   const hard = (rule: DecisionRule, reason: string, at = now): Decision => ({ due: true, at, rule, reason, nextCheck: now });
 
   if (!cert) return hard('missing', 'no live certificate');
@@ -166,15 +180,43 @@ export function decide(input: DecideInput): Decision {
   if (rev?.serial === cert.serial && rev.status === 'revoked') {
     return hard('revoked', `revoked${rev.revokedAt ? ` at ${iso(new Date(rev.revokedAt))}` : ''} (${rev.source?.toUpperCase() ?? 'CA'})`);
   }
-  if (!sameNames(config, cert)) {
-    return hard('names', `names changed (config: ${config.identifiers.map((i) => i.value).join(', ')}; certificate: ${cert.identifiers.map((i) => i.replace(/^\w+:/, '')).join(', ')})`);
+  // A config-change rule that produced this very certificate, for a config that still asks for the
+  // same, does not fire again: the notes say what stays different instead.
+  const notes: string[] = [];
+  const again = (rule: DecisionRule, same: (w: WantedConfig) => boolean, reason: string): boolean => {
+    if (mine?.trigger !== rule || (mine.wanted && !same(mine.wanted))) return false;
+    notes.push(`${reason}, but certificate ${cert.serial} was obtained for that very change at ${iso(new Date(mine.at))}; not renewing for it again`);
+    return true;
+  };
+  const names = namesOf(config);
+  if (!sameList(names, cert.identifiers)) {
+    const reason = `names changed (config: ${config.identifiers.map((i) => i.value).join(', ')}; certificate: ${cert.identifiers.map((i) => i.replace(/^\w+:/, '')).join(', ')})`;
+    if (!again('names', (w) => sameList(w.names, names), reason)) return hard('names', reason);
   }
-  if (config.keyType && cert.keyType !== config.keyType) return hard('key-type', `key type changed (${cert.keyType ?? 'unknown'} -> ${config.keyType})`);
+  // A lineage from the user's CSR has the CSR's key, whatever keyType says.
+  if (config.keyType && !config.csrFile && cert.keyType !== config.keyType) {
+    const reason = `key type changed (${cert.keyType ?? 'unknown'} -> ${config.keyType})`;
+    if (!again('key-type', (w) => w.keyType === config.keyType, reason)) return hard('key-type', reason);
+  }
   // The certificate does not say which profile it was issued under; the state does, when anvil obtained it.
   if (mine) {
     const want = profileFor(config, mine.caIndex) ?? '';
-    if ((mine.profile ?? '') !== want) return hard('profile', `profile changed (${mine.profile || 'default'} -> ${want || 'default'})`);
+    if ((mine.profile ?? '') !== want) {
+      const reason = `profile changed (${mine.profile || 'default'} -> ${want || 'default'})`;
+      if (!again('profile', (w) => w.profile === want, reason)) return hard('profile', reason);
+    }
   }
+  const d = decideByTime(input, mine);
+  return notes.length ? { ...d, notes } : d;
+}
+
+/** Rules 3 to 6: expiry, the last twentieth, ARI, the lifetime. */
+function decideByTime(input: DecideInput, mine: RenewalState['issued']): Decision {
+  const { state, now, random } = input;
+  const cert = input.cert!;
+  const o = input.options ?? {};
+  const t = now.getTime();
+  const hard = (rule: DecisionRule, reason: string, at = now): Decision => ({ due: true, at, rule, reason, nextCheck: now });
   const notAfter = cert.notAfter.getTime();
   if (t >= notAfter) return hard('expired', `expired at ${iso(cert.notAfter)}`, cert.notAfter);
 

@@ -20,6 +20,7 @@ import { openAccount } from '../flows/account.js';
 import { issueToLineage, type IssueToLineageOptions } from '../flows/lineage.js';
 import type { HookContext } from '../hooks.js';
 import { AcmeHttp } from '../http.js';
+import { createCsr, generateCertKey, readCsr, type CsrInfo } from '../keys.js';
 import type { Solver } from '../solvers/types.js';
 import { AccountStore, LineageStore, type LineageConfig } from '../store.js';
 import { certIdOf } from './ari.js';
@@ -52,7 +53,7 @@ interface Env {
   runner(extra?: Partial<RunnerDeps>): RenewalRunner;
   run(o?: RunOptions, extra?: Partial<RunnerDeps>): Promise<LineageResult[]>;
   /** Issues the first version of a lineage like `anvil issue` does. */
-  issue(name: string, names: string[], cfg?: Partial<LineageConfig>, server?: TestServer): Promise<X509Certificate>;
+  issue(name: string, names: string[], cfg?: Partial<LineageConfig>, server?: TestServer, csr?: CsrInfo): Promise<X509Certificate>;
   config(name: string): Promise<LineageConfig>;
   leaf(name: string): Promise<X509Certificate>;
 }
@@ -129,7 +130,7 @@ describe('RenewalRunner against anvil server, with a fake clock', () => {
           ...extra,
         }),
       run: async (o = {}, extra = {}) => (await e.runner(extra).run(o)).results,
-      issue: async (name, names, cfg = {}, server = ca) => {
+      issue: async (name, names, cfg = {}, server = ca, csr) => {
         const identifiers: Identifier[] = names.map((value) => ({ type: 'dns', value }));
         const r = await issueToLineage({
           api: await apiFor(server),
@@ -137,6 +138,7 @@ describe('RenewalRunner against anvil server, with a fake clock', () => {
           config: { name, server: server.directoryUrl, account: 'default', identifiers, keyType: 'ecdsa-p256', reuseKey: false, solver: { type: 'dns', provider: 'exec' }, ...cfg },
           solvers: [fakeSolver()],
           now: () => clock.now(),
+          ...(csr ? { csr } : {}),
         });
         return r.leaf;
       },
@@ -558,7 +560,7 @@ describe('RenewalRunner against anvil server, with a fake clock', () => {
     const e = await env();
     await e.issue('locked', ['locked.example.com']);
     const release = await e.store.lock('locked');
-    // The lock holds our own pid; the store treats that as taken.
+    // This process holds the lock (another holder in the same process counts as taken).
     try {
       const r = one(await e.run({ force: true }), 'locked');
       assert.equal(r.status, 'skipped', summaryLine(r));
@@ -566,6 +568,220 @@ describe('RenewalRunner against anvil server, with a fake clock', () => {
     } finally {
       await release();
     }
+  });
+
+  // Regression (review of the renewal engine, finding 2): a lock that never went away (a stale lock
+  // file whose pid was alive again) made every run skip the lineage, exit 0 and notify nobody.
+  test('a lineage found locked at every attempt for over an hour fails, naming the lock file; the next success clears it', async () => {
+    const e = await env();
+    await e.issue('stale', ['stale.example.com'], { notify: [['notify']] });
+    clock.advance(70 * DAY);
+    const release = await e.store.lock('stale');
+    try {
+      let r = one(await e.run(), 'stale');
+      assert.equal(r.status, 'skipped', summaryLine(r));
+      const since = (await e.states.read('stale')).state.lockedSince;
+      assert.equal(since, clock.now().toISOString());
+      clock.advance(59 * MIN);
+      r = one(await e.run(), 'stale');
+      assert.equal(r.status, 'skipped', summaryLine(r));
+      assert.match(r.hint ?? '', /locked at every attempt since/);
+      assert.equal(e.hooks.length, 0, 'nobody is notified yet');
+      clock.advance(2 * MIN);
+      r = one(await e.run(), 'stale');
+      assert.equal(r.status, 'failed', summaryLine(r));
+      assert.equal(r.error?.code, 'LOCKED');
+      assert.match(r.error?.message ?? '', /stale has been locked at every attempt since .* \(61 min\)/);
+      assert.ok(r.hint?.includes(`remove ${e.store.lockFile('stale')}`), r.hint);
+      assert.equal(r.exitCode, 1);
+      assert.deepEqual(e.hooks.map((h) => h.event), ['failure']);
+      const st = (await e.states.read('stale')).state;
+      assert.equal(st.failures, 1);
+      assert.equal(st.lockedSince, since, 'still counting from the first time');
+      assert.equal(one(await e.run(), 'stale').status, 'backoff', 'and it keeps failing loudly');
+    } finally {
+      await release();
+    }
+    clock.set(Date.parse((await e.states.read('stale')).state.nextAttempt!));
+    const r = one(await e.run(), 'stale');
+    assert.equal(r.status, 'renewed', summaryLine(r));
+    assert.equal((await e.states.read('stale')).state.lockedSince, undefined);
+  });
+
+  // Regression (review of the renewal engine, finding 1): with reuseKey the old key was reused
+  // whatever keyType said, so the key type rule renewed the lineage again at every run.
+  test('keyType changed with reuseKey: one renewal with a new key of the new type, which later renewals reuse', async () => {
+    const e = await env();
+    await e.issue('rekey', ['rekey.example.com'], { reuseKey: true });
+    await e.store.writeConfig({ ...(await e.config('rekey')), keyType: 'ecdsa-p384' });
+    const steps: string[] = [];
+    const r = one(await e.run({}, { onStep: (l) => steps.push(l) }), 'rekey');
+    assert.equal(r.status, 'renewed', summaryLine(r));
+    assert.equal(r.rule, 'key-type');
+    assert.equal((await e.leaf('rekey')).publicKey.asymmetricKeyDetails?.namedCurve, 'secp384r1');
+    assert.match(steps.join('\n'), /rekey: the key of rekey is ecdsa-p256, not ecdsa-p384 as renewal\/rekey\.json asks: generating a new ecdsa-p384 key/);
+    const again = one(await e.run(), 'rekey');
+    assert.equal(again.status, 'not-due', summaryLine(again));
+    const key = await readFile((await e.store.current('rekey'))!.privkey!, 'utf8');
+    assert.equal(one(await e.run({ force: true }), 'rekey').status, 'renewed');
+    assert.equal(await readFile((await e.store.current('rekey'))!.privkey!, 'utf8'), key, 'the new key is reused from then on');
+  });
+
+  test('a config-change renewal whose certificate still differs from the config is not repeated at every run', async () => {
+    const e = await env();
+    await e.issue('noloop', ['noloop.example.com']);
+    await e.store.writeConfig({ ...(await e.config('noloop')), keyType: 'ecdsa-p384' });
+    // Whatever the reason (here: an issuer that ignores the key type), the renewal for the key
+    // type produces a certificate with the old one.
+    const issue = (o: IssueToLineageOptions) => issueToLineage({ ...o, config: { ...o.config, keyType: 'ecdsa-p256' } });
+    const r = one(await e.run({}, { issue }), 'noloop');
+    assert.equal(r.status, 'renewed', summaryLine(r));
+    assert.equal(r.rule, 'key-type');
+    const again = one(await e.run({}, { issue }), 'noloop');
+    assert.equal(again.status, 'not-due', summaryLine(again));
+    assert.match(again.warnings?.join() ?? '', /key type changed \(ecdsa-p256 -> ecdsa-p384\), but certificate [0-9A-F]+ was obtained for that very change/);
+    // A further change of the config is acted on.
+    await e.store.writeConfig({ ...(await e.config('noloop')), keyType: 'rsa-2048' });
+    assert.equal(one(await e.run(), 'noloop').rule, 'key-type');
+  });
+
+  // Regression (review of the renewal engine, findings 1 and 8): a keyType in the config of a --csr
+  // lineage renewed it at every run (the CSR's key never changes); and identifiers from the CSR.
+  test('a lineage from a CSR: keyType in its config renews nothing; a renewal takes the CSR\'s names and keeps the rest of the config', async () => {
+    const e = await env();
+    const csrFile = path.join(e.root, 'csr.der');
+    const key = await generateCertKey('ecdsa-p256');
+    await writeFile(csrFile, await createCsr(key, [{ type: 'dns', value: 'csr.example.com' }]));
+    await e.issue('csr', ['csr.example.com'], { keyType: null, csrFile }, ca, await readCsr(await readFile(csrFile)));
+    await e.store.writeConfig({ ...(await e.config('csr')), keyType: 'rsa-2048', notify: [['notify']] });
+    let r = one(await e.run(), 'csr');
+    assert.equal(r.status, 'not-due', summaryLine(r));
+    assert.equal(r.rule, 'ari');
+
+    await writeFile(csrFile, await createCsr(key, [{ type: 'dns', value: 'csr.example.com' }, { type: 'dns', value: 'www.csr.example.com' }]));
+    r = one(await e.run({ force: true }), 'csr');
+    assert.equal(r.status, 'renewed', summaryLine(r));
+    const cfg = await e.config('csr');
+    assert.deepEqual(cfg.identifiers.map((i) => i.value), ['csr.example.com', 'www.csr.example.com']);
+    assert.equal(cfg.keyType, 'rsa-2048');
+    assert.deepEqual(cfg.notify, [['notify']]);
+    assert.equal(one(await e.run(), 'csr').status, 'not-due');
+  });
+
+  // Regression (review of the renewal engine, finding 8): the renewal wrote the config as this run
+  // had read it before renewing, erasing what `anvil install` recorded meanwhile.
+  test('a config change made while a renewal ran is kept; only updatedAt changes', async () => {
+    const e = await env();
+    await e.issue('keep', ['keep.example.com'], { hooks: { pre: [['pre']] } });
+    const before = await e.config('keep');
+    const installers: LineageConfig['installers'] = [{ type: 'nginx', conf: '/etc/nginx/sites-enabled/keep' }];
+    const runHooks: RunnerDeps['runHooks'] = async (_cmds, ctx) => {
+      // anvil install, between this run's planning and its renewal.
+      if (ctx.event === 'pre') await e.store.writeConfig({ ...(await e.config('keep')), installers, notify: [['notify']], reuseKey: true });
+    };
+    clock.advance(MIN);
+    const r = one(await e.run({ force: true }, { runHooks }), 'keep');
+    assert.equal(r.status, 'renewed', summaryLine(r));
+    const after = await e.config('keep');
+    assert.deepEqual(after, { ...before, installers, notify: [['notify']], reuseKey: true, updatedAt: clock.now().toISOString() });
+  });
+
+  // Regression (review of the renewal engine, finding 3): one malformed renewal/NAME.json threw
+  // out of planning and rejected the whole run (the daemon retried forever, nothing renewed).
+  test('malformed configs fail their own lineage, naming the field; the other lineages are planned and renewed', async () => {
+    const e = await env();
+    for (const n of ['fine', 'badid', 'badfb']) await e.issue(n, [`${n}.example.com`]);
+    const raw = async (n: string, patch: Record<string, unknown>) => writeFile(e.store.configFile(n), JSON.stringify({ ...(await e.config(n)), ...patch }));
+    await raw('badid', { identifiers: [{ value: 5 }] });
+    await raw('badfb', { fallback: {} });
+    for (const force of [false, true]) {
+      const rs = await e.run({ force });
+      assert.equal(one(rs, 'fine').status, force ? 'renewed' : 'not-due', summaryLine(one(rs, 'fine')));
+      const id = one(rs, 'badid');
+      assert.equal(id.status, 'failed');
+      assert.equal(id.error?.code, 'BAD_INPUT');
+      assert.match(id.error?.message ?? '', /^renewal\/badid\.json: identifiers\[0\]\.type: .*; renewal\/badid\.json: identifiers\[0\]\.value: .*expected string/);
+      assert.match(summaryLine(id), /^badid: FAILED \(cannot be read\): renewal\/badid\.json: .*: fix renewal\/badid\.json/);
+      const fb = one(rs, 'badfb');
+      assert.equal(fb.status, 'failed');
+      assert.match(fb.error?.message ?? '', /^renewal\/badfb\.json: fallback: .*expected array/);
+    }
+  });
+
+  // Regression (review of the renewal engine, finding 5): Anvil answers a "replaces" naming another
+  // account's certificate with 403 unauthorized, and one it does not know with 404; the renewal
+  // failed at every attempt, until the certificate expired.
+  test('"replaces" refused with 403 (the lineage\'s account changed): ordered again without it', async () => {
+    const e = await env();
+    await e.issue('acct', ['acct.example.com']);
+    const other = await mkdtemp(path.join(os.tmpdir(), 'anvil-renew-other-'));
+    dirs.push(other);
+    const api = (await openAccount({ store: new AccountStore(other), http: http(ca.directoryUrl), create: { agreeTos: true } })).api;
+    const r = one(await e.run({ force: true }, { openAccount: async () => api }), 'acct');
+    assert.equal(r.status, 'renewed', summaryLine(r));
+    assert.equal(r.replaces, 'dropped');
+    assert.match(r.warnings?.join() ?? '', /refused "replaces" \(unauthorized: /);
+  });
+
+  test('"replaces" refused with 404 (a CA that does not know the certificate): ordered again without it', async () => {
+    const e = await env();
+    await e.issue('moved', ['moved.example.com']);
+    // The lineage now names another CA (or its CA was set up again from scratch).
+    await e.store.writeConfig({ ...(await e.config('moved')), server: ca2.directoryUrl });
+    const r = one(await e.run({ force: true }), 'moved');
+    assert.equal(r.status, 'renewed', summaryLine(r));
+    assert.equal(r.server, ca2.directoryUrl);
+    assert.equal(r.replaces, 'dropped');
+    assert.match(r.warnings?.join() ?? '', /refused "replaces" \(malformed: this CA did not issue/);
+  });
+
+  test('an expired certificate is renewed without "replaces"', async () => {
+    const e = await env();
+    await e.issue('exp-rep', ['exp-rep.example.com']);
+    clock.advance(91 * DAY);
+    const r = one(await e.run(), 'exp-rep');
+    assert.equal(r.status, 'renewed', summaryLine(r));
+    assert.equal(r.rule, 'expired');
+    assert.equal(r.replaces, 'not-sent');
+  });
+
+  // Regression (review of the renewal engine, finding 7): a state written while the clock was a
+  // year ahead kept the lineage backing off (or ARI and revocation unasked) for that year.
+  test('a backoff far in the future (a clock that was wrong) is capped at the longest backoff', async () => {
+    const e = await env();
+    await e.issue('jump', ['jump.example.com']);
+    clock.advance(91 * DAY);
+    const far = new Date(clock.now().getTime() + 365 * DAY).toISOString();
+    await e.states.write('jump', { ...(await e.states.read('jump')).state, failures: 3, nextAttempt: far, lastError: 'the CA refused' });
+    let r = one(await e.run(), 'jump');
+    assert.equal(r.status, 'backoff', summaryLine(r));
+    assert.match(r.warnings?.join() ?? '', /the end of the backoff .* was further ahead than anvil ever waits/);
+    assert.ok(Date.parse(r.nextAttempt!) <= clock.now().getTime() + DAY, r.nextAttempt);
+    clock.advance(DAY);
+    r = one(await e.run(), 'jump');
+    assert.equal(r.status, 'renewed', summaryLine(r));
+  });
+
+  test('renewalInfo and revocation times far in the future are capped at 24 h and the revocation interval', async () => {
+    const e = await env();
+    await e.issue('jump2', ['jump2.example.com']);
+    let checks = 0;
+    const checkRevocation: CheckRevocation = async () => {
+      checks++;
+      return { status: 'good', source: 'ocsp' };
+    };
+    await e.run({}, { checkRevocation });
+    assert.equal(e.ariRequests.length, 1);
+    assert.equal(checks, 1);
+    const st = (await e.states.read('jump2')).state;
+    const far = new Date(clock.now().getTime() + 365 * DAY).toISOString();
+    await e.states.write('jump2', { ...st, ari: { ...st.ari!, nextFetch: far }, revocation: { ...st.revocation!, nextCheck: far } });
+    const r = one(await e.run({ revocationIntervalMs: 12 * HOUR }, { checkRevocation }), 'jump2');
+    assert.match(r.warnings?.join() ?? '', /the next renewalInfo request .* further ahead.*; the next revocation check/);
+    clock.advance(DAY);
+    await e.run({ revocationIntervalMs: 12 * HOUR }, { checkRevocation });
+    assert.equal(e.ariRequests.length, 2, 'asked again after 24 h');
+    assert.equal(checks, 2, 'checked again after 13.2 h');
   });
 
   test('a corrupt state file: a warning and a fresh start, no crash', async () => {

@@ -5,6 +5,7 @@
  *    I/O and no network.
  * 2. Refresh: ARI (RFC 9773) where the CA's Retry-After has passed, and revocation status where
  *    its check interval has passed; concurrent, and rate limited per CA.
+ *    Times in the state further ahead than anvil ever waits (a clock that was wrong) are capped.
  * 3. Decide (decide.ts) and skip lineages that back off after failures.
  * 4. Renew the due ones concurrently (bounded), at most `ratePerMinute` new orders per CA, one at
  *    a time among lineages sharing a challenge port or the same pre/post hooks; `replaces` sent
@@ -14,7 +15,9 @@
  *    failures back off exponentially (with jitter), and after `fallbackAfter` consecutive failures
  *    at one CA the next CA of the lineage is used.
  *
- * Every lineage gets one result (and one summary line); nothing is thrown for a lineage's failure.
+ * Every lineage gets one result (and one summary line); nothing is thrown for a lineage's failure:
+ * a malformed renewal/NAME.json (checked in full when loading), an unexpected error while planning
+ * or renewing one lineage fails that lineage, and the others go on.
  */
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -33,9 +36,10 @@ import { keyTypeOf, readCsr } from '../keys.js';
 import type { Solver } from '../solvers/types.js';
 import type { AccountStore, LineageConfig, LineageFiles, LineageStore, SolverConfig } from '../store.js';
 import { AriError, ARI_DEFAULT_RETRY_MS, ARI_MAX_RETRY_MS, certIdOf, fetchRenewalInfo, type UnauthenticatedGet } from './ari.js';
-import { applyRenewalInfo, decide, iso, span, unitRandom, type CertFacts, type Decision, type DecisionRule } from './decide.js';
+import { parseLineageConfig } from './config.js';
+import { applyRenewalInfo, decide, iso, span, unitRandom, wantedOf, type CertFacts, type Decision, type DecisionRule } from './decide.js';
 import { KeyedMutex, mapLimit, RateLimits, realSleep, type Sleep } from './limits.js';
-import { recordIssued, RenewalStateStore, type RenewalState } from './state.js';
+import { capTimes, recordIssued, RenewalStateStore, type RenewalState } from './state.js';
 
 // ---------------------------------------------------------------------------------------------
 // Dependencies (constructor parameters, STYLE.md rule 6)
@@ -122,6 +126,11 @@ export interface RunOptions {
   /** Check OCSP/CRL (default true when a checkRevocation is given), at most every `revocationIntervalMs` (default 12 h). */
   revocationCheck?: boolean;
   revocationIntervalMs?: number;
+  /**
+   * A lineage found locked by another process at every attempt for longer than this (default
+   * 1 hour) fails, with a hint naming the lock file, instead of being skipped once more.
+   */
+  lockedFailAfterMs?: number;
   /** Validation/finalization timeout of one renewal. */
   timeoutMs?: number;
   hookTimeoutMs?: number;
@@ -186,6 +195,8 @@ interface Planned {
   dirty: boolean;
   warnings: string[];
   loadError?: unknown;
+  /** What went wrong when the lineage could be read but not planned. */
+  planError?: unknown;
   decision?: Decision;
 }
 
@@ -265,6 +276,8 @@ function hintFor(e: unknown, name: string, ca: CaRef | undefined, retry: string)
         return 'the installer rolled back; fix the web server configuration and run anvil renew --force --cert ' + name;
       case 'STORE':
         return 'check the store directory (permissions, disk space)';
+      case 'LOCKED':
+        return `another process has held the lock on ${name} for a long time: if no anvil process is working on it, the lock is stale; remove it and run anvil renew --force --cert ${name};${again}`;
       default:
         return `the CA answered something unusable;${again}`;
     }
@@ -359,45 +372,77 @@ export class RenewalRunner {
     try {
       // 1. Load.
       const planned = await mapLimit(names, o.planConcurrency ?? 64, (name) => this.#load(name));
-      // 2. Refresh (network), unless shutting down.
       const now = this.#d.clock.now();
+      const revocationIntervalMs = o.revocationIntervalMs ?? 12 * 3_600_000;
+      // A state written while the clock was far ahead (or edited) must not stop renewal for months.
+      const caps = { backoffMaxMs: o.backoffMaxMs ?? 86_400_000, ariMaxMs: ARI_MAX_RETRY_MS, revocationIntervalMs };
+      for (const p of planned) {
+        if (!p.config) continue;
+        const capped = capTimes(p.state, now, caps);
+        if (capped.length) {
+          p.warnings.push(`renewal state: ${capped.join('; ')}`);
+          p.dirty = true;
+        }
+      }
+      // 2. Refresh (network), unless shutting down.
       const revocation = o.revocationCheck ?? Boolean(this.#d.checkRevocation);
       await mapLimit(planned, o.networkConcurrency ?? 16, async (p) => {
-        if (signal?.aborted || !p.facts || !p.config || o.force) return;
+        if (signal?.aborted || !p.facts || !p.config || p.loadError || o.force) return;
         if (p.facts.notAfter.getTime() <= now.getTime()) return;
-        await this.#refreshAri(p, directory, limits.ari, signal);
-        if (revocation && this.#d.checkRevocation) await this.#refreshRevocation(p, o.revocationIntervalMs ?? 12 * 3_600_000);
+        try {
+          await this.#refreshAri(p, directory, limits.ari, signal);
+          if (revocation && this.#d.checkRevocation) await this.#refreshRevocation(p, revocationIntervalMs);
+        } catch (e) {
+          p.planError = e;
+        }
       });
       // 3. Decide.
       const due: Planned[] = [];
+      const cannot = (p: Planned, reason: string, e: unknown) =>
+        emit({
+          name: p.name,
+          status: 'failed',
+          reason,
+          error: errorInfo(e),
+          hint: hintFor(e, p.name, undefined, ''),
+          exitCode: this.#exit(e),
+          ...(p.warnings.length ? { warnings: p.warnings } : {}),
+        });
       for (const p of planned) {
         if (p.loadError || !p.config) {
-          const e = p.loadError ?? new AcmeClientError('STORE', `renewal/${p.name}.json is missing`);
-          emit({
-            name: p.name,
-            status: 'failed',
-            reason: 'cannot be read',
-            error: errorInfo(e),
-            hint: hintFor(e, p.name, undefined, ''),
-            exitCode: this.#exit(e),
-            ...(p.warnings.length ? { warnings: p.warnings } : {}),
-          });
+          cannot(p, 'cannot be read', p.loadError ?? new AcmeClientError('STORE', `renewal/${p.name}.json is missing`));
+          continue;
+        }
+        if (p.planError) {
+          cannot(p, 'cannot be planned', p.planError);
           continue;
         }
         const now2 = this.#d.clock.now();
-        const d = decide({
-          cert: p.facts,
-          config: p.config,
-          state: p.state,
-          now: now2,
-          random: this.#random,
-          options: {
-            ...(o.force ? { force: true } : {}),
-            ...(o.minIntervalMs !== undefined ? { minIntervalMs: o.minIntervalMs } : {}),
-            ...(o.lookaheadMs !== undefined ? { lookaheadMs: o.lookaheadMs } : {}),
-          },
-        });
+        let d: Decision;
+        try {
+          d = decide({
+            cert: p.facts,
+            config: p.config,
+            state: p.state,
+            now: now2,
+            random: this.#random,
+            options: {
+              ...(o.force ? { force: true } : {}),
+              ...(o.minIntervalMs !== undefined ? { minIntervalMs: o.minIntervalMs } : {}),
+              ...(o.lookaheadMs !== undefined ? { lookaheadMs: o.lookaheadMs } : {}),
+            },
+          });
+        } catch (e) {
+          cannot(p, 'cannot be planned', e);
+          continue;
+        }
         p.decision = d;
+        if (d.notes) p.warnings.push(...d.notes);
+        // LOCKED results count as "in a row" only while the lineage stays due.
+        if (!d.due && p.state.lockedSince !== undefined) {
+          delete p.state.lockedSince;
+          p.dirty = true;
+        }
         if (d.ariChosen && p.state.ari) {
           p.state.ari.chosen = d.ariChosen.toISOString();
           p.dirty = true;
@@ -444,7 +489,14 @@ export class RenewalRunner {
           emit({ name: p.name, status: 'skipped', reason: p.decision!.reason, rule: p.decision!.rule, hint: 'shutting down; the next run renews it' });
           return;
         }
-        emit(await this.#renew(p, o, account, connect, limits.orders));
+        let r: LineageResult;
+        try {
+          r = await this.#renew(p, o, account, connect, limits.orders);
+        } catch (e) {
+          // A bug or an unexpected state of this lineage: its failure, not the run's.
+          r = { name: p.name, status: 'failed', reason: p.decision!.reason, rule: p.decision!.rule, error: errorInfo(e), hint: hintFor(e, p.name, undefined, ''), exitCode: this.#exit(e), ...this.#warnings(p) };
+        }
+        emit(r);
         await this.#save(p);
       });
     } finally {
@@ -474,13 +526,11 @@ export class RenewalRunner {
     const p: Planned = { name, config: null, files: null, facts: null, state: { version: 1, failures: 0, failuresAtCa: 0, caIndex: 0 }, dirty: false, warnings: [] };
     try {
       const [config, files, st] = await Promise.all([this.#d.store.readConfig(name), this.#d.store.current(name), this.#states.read(name)]);
-      p.config = config;
       p.files = files;
       p.state = st.state;
       if (st.warning) p.warnings.push(st.warning);
-      if (config && (!Array.isArray(config.identifiers) || typeof config.server !== 'string' || !config.solver)) {
-        throw new AcmeClientError('BAD_INPUT', `renewal/${name}.json lacks "identifiers", "server" or "solver"`);
-      }
+      // Checked in full here, so that nothing later trips over a malformed field.
+      p.config = config === null ? null : parseLineageConfig(config, name);
       const cached = p.state.cert;
       if (files && cached?.version === files.version) {
         p.facts = {
@@ -679,9 +729,11 @@ export class RenewalRunner {
         stage = 'ca';
         const conn = await connect(ca);
         const api = await account(ca);
-        // RFC 9773 §5: "replaces" only names a certificate of this very CA, and only when it speaks ARI.
-        if (p.facts && this.#issuerCa(p).index === ca.index && (await conn.http.directory()).renewalInfo) {
-          if (p.state.ari?.serial === p.facts.serial && p.state.ari.certId) replaces = p.state.ari.certId;
+        // RFC 9773 §5: "replaces" only names a certificate of this very CA, and only when it speaks
+        // ARI; and never an expired certificate, which there is nothing left to replace.
+        const live = p.facts && p.facts.notAfter.getTime() > attemptAt.getTime();
+        if (live && this.#issuerCa(p).index === ca.index && (await conn.http.directory()).renewalInfo) {
+          if (p.state.ari?.serial === p.facts!.serial && p.state.ari.certId) replaces = p.state.ari.certId;
           else {
             const leaf = await this.#leaf(p);
             if (leaf) replaces = await certIdOf(leaf).catch(() => undefined);
@@ -710,6 +762,9 @@ export class RenewalRunner {
             ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
             onStep: step,
             now: () => this.#d.clock.now(),
+            // renewal/NAME.json may have changed since this run read it (anvil install): only the
+            // renewal's own changes are written.
+            keepConfig: true,
             // Another process may have renewed it since this run looked.
             precheck: async (cur) => {
               const serial = cur ? await serialOfFile(cur.cert) : null;
@@ -743,9 +798,13 @@ export class RenewalRunner {
         }
       }
 
-      if (failure instanceof Superseded || (failure instanceof AcmeClientError && failure.code === 'LOCKED')) {
-        return { ...base, status: 'skipped', hint: failure instanceof Superseded ? `${failure.message}; nothing to do` : failure.message, ...this.#warnings(p) };
+      if (failure instanceof AcmeClientError && failure.code === 'LOCKED') return this.#locked(p, base, ca, cas, failure, attemptAt, ctx, hookOpts, o);
+      // Anything else than the lock ends a run of LOCKED results.
+      if (p.state.lockedSince !== undefined) {
+        delete p.state.lockedSince;
+        p.dirty = true;
       }
+      if (failure instanceof Superseded) return { ...base, status: 'skipped', hint: `${failure.message}; nothing to do`, ...this.#warnings(p) };
       if (!issued) return this.#failed(p, base, ca, cas, failure, stage === 'ca', attemptAt, ctx, hookOpts, o);
 
       // The new version went live. issueToLineage recorded it in the state file; take that record
@@ -756,8 +815,9 @@ export class RenewalRunner {
         onDisk.issued?.serial === serial
           ? onDisk
           : recordIssued(p.state, { serial, at: this.#d.clock.now().toISOString(), server: ca.server, caIndex: ca.index, ...(issued.profile !== undefined ? { profile: issued.profile } : {}) });
-      // Why it was renewed: decide() does not renew for ARI again at once what ARI just renewed.
-      p.state.issued = { ...p.state.issued!, trigger: d.rule };
+      // Why it was renewed, and what the config asked for then: decide() does not renew for ARI
+      // again at once what ARI just renewed, nor for a config change what that change just renewed.
+      p.state.issued = { ...p.state.issued!, trigger: d.rule, wanted: wantedOf(cfg, ca.index) };
       p.dirty = true;
       if (issued.replacesError) p.warnings.push(`the CA refused "replaces" (${issued.replacesError}); renewed without it`);
       if (ca.index > 0) p.warnings.push(`renewed at fallback CA ${ca.server}; the next renewal tries ${cfg.server} first again`);
@@ -781,6 +841,43 @@ export class RenewalRunner {
     } finally {
       unlock();
     }
+  }
+
+  /**
+   * Another process holds the lineage's lock. Skipped (it is probably renewing it right now), but
+   * not forever: when every attempt for longer than `lockedFailAfterMs` found it locked, the lock
+   * is most likely stale (a process killed in a way that left it, on a system where its pid now
+   * belongs to another process), and the lineage fails, loudly, with the lock file to remove.
+   */
+  async #locked(
+    p: Planned,
+    base: ResultBase,
+    ca: CaRef,
+    cas: CaRef[],
+    e: AcmeClientError,
+    attemptAt: Date,
+    ctx: Omit<HookContext, 'event' | 'files'>,
+    hookOpts: { timeoutMs?: number },
+    o: RunOptions,
+  ): Promise<LineageResult> {
+    const limit = o.lockedFailAfterMs ?? 3_600_000;
+    if (p.state.lockedSince === undefined) {
+      p.state.lockedSince = attemptAt.toISOString();
+      p.dirty = true;
+    }
+    const since = new Date(p.state.lockedSince);
+    const lockedFor = attemptAt.getTime() - since.getTime();
+    if (lockedFor <= limit) {
+      const note = lockedFor > 0 ? ` (locked at every attempt since ${iso(since)})` : '';
+      return { ...base, status: 'skipped', hint: `${e.message}${note}`, ...this.#warnings(p) };
+    }
+    const file = this.#d.store.lockFile(p.name);
+    const err = new AcmeClientError('LOCKED', `${p.name} has been locked at every attempt since ${iso(since)} (${span(lockedFor)}): ${e.message}`);
+    const r = await this.#failed(p, base, ca, cas, err, false, attemptAt, ctx, hookOpts, o);
+    return {
+      ...r,
+      hint: `if no anvil process is working on ${p.name}, its lock is stale: remove ${file} and run anvil renew --force --cert ${p.name}; anvil tries again after ${iso(new Date(p.state.nextAttempt!))}`,
+    };
   }
 
   #warnings(p: Planned): { warnings?: string[] } {
@@ -892,7 +989,7 @@ export function summaryLine(r: LineageResult): string {
 export async function decideLineage(
   store: LineageStore,
   name: string,
-  config: Pick<LineageConfig, 'identifiers' | 'keyType' | 'profile' | 'fallback'>,
+  config: Pick<LineageConfig, 'identifiers' | 'keyType' | 'profile' | 'fallback'> & Partial<Pick<LineageConfig, 'csrFile'>>,
   o: { now?: Date; random?: () => number } = {},
 ): Promise<Decision | null> {
   const files = await store.current(name);

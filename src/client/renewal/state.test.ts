@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { freshState, normalizeState, recordIssued, RenewalStateStore, type RenewalState } from './state.js';
+import { capTimes, freshState, normalizeState, recordIssued, RenewalStateStore, type RenewalState } from './state.js';
 
 describe('RenewalStateStore', () => {
   let root: string;
@@ -36,7 +36,16 @@ describe('RenewalStateStore', () => {
       nextFetch: '2026-01-01T06:00:00.000Z',
     },
     revocation: { serial: 'AA', status: 'good', source: 'ocsp', checkedAt: '2026-01-01T00:00:00.000Z', nextCheck: '2026-01-01T12:00:00.000Z' },
-    issued: { serial: 'AA', at: '2025-12-01T00:00:00.000Z', server: 'https://ca.example/dir', caIndex: 0, profile: 'classic' },
+    issued: {
+      serial: 'AA',
+      at: '2025-12-01T00:00:00.000Z',
+      server: 'https://ca.example/dir',
+      caIndex: 0,
+      profile: 'classic',
+      trigger: 'key-type',
+      wanted: { names: ['dns:example.com'], keyType: 'ecdsa-p384', profile: 'classic' },
+    },
+    lockedSince: '2026-01-01T00:00:00.000Z',
   };
 
   test('a missing file is a fresh state, without a warning', async () => {
@@ -111,6 +120,47 @@ describe('RenewalStateStore', () => {
     assert.equal(s.lastError, undefined);
     assert.equal(s.lastResult, 'renewed');
     assert.equal(s.lastRenewal, '2026-01-02T00:00:00.000Z');
+    assert.equal(s.lockedSince, undefined, 'the lock was obtained');
     assert.deepEqual(s.issued, { serial: 'BB', at: '2026-01-02T00:00:00.000Z', server: 'https://other.example/dir', caIndex: 1 });
+  });
+
+  // Regression (review of the renewal engine, finding 7): a backoff, renewalInfo or revocation time
+  // written while the clock was far ahead was trusted as stored, stopping renewal until then.
+  describe('capTimes: times further ahead than anvil ever waits', () => {
+    const now = new Date('2026-01-01T00:00:00.000Z');
+    const caps = { backoffMaxMs: 86_400_000, ariMaxMs: 86_400_000, revocationIntervalMs: 12 * 3_600_000 };
+    const later = (ms: number) => new Date(now.getTime() + ms).toISOString();
+    const year = 365 * 86_400_000;
+    const cases: Array<{ name: string; state: Partial<RenewalState>; want: Partial<RenewalState>; changed: number }> = [
+      { name: 'a backoff ending in a year ends in a day (backoffMaxMs)', state: { nextAttempt: later(year) }, want: { nextAttempt: later(86_400_000) }, changed: 1 },
+      { name: 'a backoff within the maximum is kept', state: { nextAttempt: later(3_600_000) }, want: { nextAttempt: later(3_600_000) }, changed: 0 },
+      {
+        name: 'the next renewalInfo request is at most 24 h away',
+        state: { ari: { ...full.ari!, nextFetch: later(year) } },
+        want: { ari: { ...full.ari!, nextFetch: later(86_400_000) } },
+        changed: 1,
+      },
+      {
+        name: 'the next revocation check is at most the interval + 10 % away',
+        state: { revocation: { ...full.revocation!, nextCheck: later(year) } },
+        want: { revocation: { ...full.revocation!, nextCheck: later(13.2 * 3_600_000) } },
+        changed: 1,
+      },
+      {
+        name: 'a revocation check within the jitter is kept',
+        state: { revocation: { ...full.revocation!, nextCheck: later(13 * 3_600_000) } },
+        want: { revocation: { ...full.revocation!, nextCheck: later(13 * 3_600_000) } },
+        changed: 0,
+      },
+      { name: 'a lock noticed in the future was noticed now', state: { lockedSince: later(year) }, want: { lockedSince: now.toISOString() }, changed: 0 },
+    ];
+    for (const c of cases) {
+      test(c.name, () => {
+        const st: RenewalState = structuredClone({ ...freshState(), ...c.state });
+        const changed = capTimes(st, now, caps);
+        assert.deepEqual(st, { ...freshState(), ...c.want });
+        assert.equal(changed.length, c.changed, changed.join('; '));
+      });
+    }
   });
 });

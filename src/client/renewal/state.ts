@@ -55,6 +55,20 @@ export interface IssuedState {
   replaced?: string;
   /** The decision rule that renewal followed ("ari", "ari-past", "lifetime", ...), when a renewal got it. */
   trigger?: string;
+  /**
+   * What the config asked for when that renewal was decided (sorted "dns:name" identifiers, key
+   * type, profile for the CA used): a config-change rule (names, key type, profile) does not fire
+   * again on the certificate it produced while the config still asks for the same.
+   */
+  wanted?: WantedConfig;
+}
+
+/** The config values the config-change rules of decide() compare. */
+export interface WantedConfig {
+  names: string[];
+  keyType: string | null;
+  /** '' for the CA's default profile. */
+  profile: string;
 }
 
 /**
@@ -90,6 +104,8 @@ export interface RenewalState {
   lastExitCode?: number;
   lastRenewal?: string;
   issued?: IssuedState;
+  /** Since when every renewal attempt found the lineage locked by another process (cleared by any other outcome). */
+  lockedSince?: string;
 }
 
 export function freshState(): RenewalState {
@@ -144,6 +160,10 @@ function issued(v: unknown): IssuedState | undefined {
   if (isStr(i.profile)) out.profile = i.profile;
   if (isStr(i.replaced)) out.replaced = i.replaced;
   if (isStr(i.trigger)) out.trigger = i.trigger;
+  const w = i.wanted as Partial<WantedConfig> | undefined;
+  if (w && typeof w === 'object' && Array.isArray(w.names) && w.names.every(isStr) && (w.keyType === null || isStr(w.keyType)) && isStr(w.profile)) {
+    out.wanted = { names: [...w.names], keyType: w.keyType, profile: w.profile };
+  }
   return out;
 }
 
@@ -169,6 +189,7 @@ export function normalizeState(raw: unknown): RenewalState {
   if (isStr(r.lastError)) s.lastError = r.lastError;
   if (isCount(r.lastExitCode)) s.lastExitCode = r.lastExitCode;
   if (isTime(r.lastRenewal)) s.lastRenewal = r.lastRenewal;
+  if (isTime(r.lockedSince)) s.lockedSince = r.lockedSince;
   return s;
 }
 
@@ -217,6 +238,38 @@ export class RenewalStateStore {
  * certificate dropped (RFC 9773 §4.3: no more renewalInfo checks for a replaced certificate).
  */
 export function recordIssued(prev: RenewalState, issued: IssuedState): RenewalState {
-  const { ari: _ari, revocation: _rev, cert: _cert, nextAttempt: _next, lastError: _err, lastExitCode: _code, ...rest } = prev;
+  const { ari: _ari, revocation: _rev, cert: _cert, nextAttempt: _next, lastError: _err, lastExitCode: _code, lockedSince: _locked, ...rest } = prev;
   return { ...rest, version: 1, issued, failures: 0, failuresAtCa: 0, caIndex: 0, lastResult: 'renewed', lastRenewal: issued.at, lastAttempt: issued.at };
+}
+
+export interface TimeCaps {
+  /** The longest backoff a run would set (RunOptions.backoffMaxMs). */
+  backoffMaxMs: number;
+  /** The revocation check interval; a stored next check may be up to 10 % later (the jitter). */
+  revocationIntervalMs: number;
+  /** The longest wait before asking for renewalInfo again (RFC 9773 Retry-After, clamped). */
+  ariMaxMs: number;
+}
+
+/**
+ * Times in a state file that lie further ahead than anvil itself would ever have set them (written
+ * while the clock was wrong, then corrected; or edited by hand), brought back to the longest wait
+ * allowed from `now`: the backoff, the next renewalInfo request, the next revocation check. A time
+ * in the past that should not be (`lockedSince` ahead of now) becomes now. Returns what it changed,
+ * for a warning; `state` is changed in place.
+ */
+export function capTimes(state: RenewalState, now: Date, caps: TimeCaps): string[] {
+  const t = now.getTime();
+  const changed: string[] = [];
+  const cap = (v: string | undefined, maxMs: number, what: string): string | undefined => {
+    if (v === undefined || Date.parse(v) <= t + maxMs) return v;
+    const to = new Date(t + maxMs).toISOString();
+    changed.push(`${what} ${v} was further ahead than anvil ever waits; now ${to}`);
+    return to;
+  };
+  if (state.nextAttempt !== undefined) state.nextAttempt = cap(state.nextAttempt, caps.backoffMaxMs, 'the end of the backoff');
+  if (state.ari) state.ari.nextFetch = cap(state.ari.nextFetch, caps.ariMaxMs, 'the next renewalInfo request')!;
+  if (state.revocation) state.revocation.nextCheck = cap(state.revocation.nextCheck, Math.round(caps.revocationIntervalMs * 1.1), 'the next revocation check')!;
+  if (state.lockedSince !== undefined && Date.parse(state.lockedSince) > t) state.lockedSince = now.toISOString();
+  return changed;
 }
