@@ -3,7 +3,8 @@
  * started by this test on a loopback port with its own prefix, config, pid and logs. The lineage
  * comes from `anvil issue --http` against `anvil server` (names resolve to 127.0.0.1 through a test
  * BIND). Checked over TLS: the served leaf's serial after install, after a renewal re-verified,
- * and after every kind of rollback.
+ * and after every kind of rollback; and that a renewal is not undone for a config test that fails
+ * whatever the certificate (review finding D of issue #4).
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -215,6 +216,42 @@ appendFileSync(${JSON.stringify(hookLog)}, JSON.stringify({ argv: process.argv.s
     assert.equal(await liveSerial(), good);
     assert.equal(await servedSerial(nginxPort), good, 'nginx was reloaded onto the previous version');
     assert.ok((await readdir(path.join(store, 'archive', NAME))).includes('cert3.pem'));
+  });
+
+  test('a config test that fails with the previous version too leaves the renewal live (not rolled back)', async () => {
+    const good = await liveSerial();
+    const r = await cli([...issueArgs(NAME), '--force']);
+    assert.equal(r.code, 0, r.out);
+    const fresh = await liveSerial();
+    const cfg = await config();
+    // -g adds a directive that nginx refuses: the test fails whatever the certificate.
+    const failing: LineageConfig = { ...cfg, installers: cfg.installers!.map((i) => ({ ...i, test: [NGINX, ...nginxFlags, '-t', '-g', 'worker_processes 1;'] })) };
+    const err = await verifyInstallers(lineages(), failing, { expectSerial: fresh, timeoutMs: 2000 }).catch((e: unknown) => e);
+    assert.ok(err instanceof InstallError, String(err));
+    assert.equal(err.step, 'config test');
+    assert.equal(err.rolledBack, false);
+    assert.match(err.message, /"worker_processes" directive is duplicate/);
+    assert.match(err.message, /not rolled back: the config test fails with version 2 too, so the new certificate is not the cause; version 4 stays live/);
+    assert.equal(await liveSerial(), fresh);
+    assert.equal(await servedSerial(nginxPort), good, 'nginx was not reloaded');
+    // With the config fixed, the same version goes out.
+    assert.deepEqual(await verifyInstallers(lineages(), cfg, { expectSerial: fresh }), [{ conf: siteConf, verify: `127.0.0.1:${nginxPort}`, serial: fresh }]);
+    assert.equal(await servedSerial(nginxPort), fresh);
+  });
+
+  test('a new version that nginx refuses (key does not match) is rolled back after the comparison', async () => {
+    const serving = await liveSerial();
+    const live = path.join(store, 'live', NAME);
+    // The same certificate with another key: nginx -t says "key values mismatch".
+    await lineages().save(NAME, await readFile(path.join(live, 'fullchain.pem'), 'utf8'), await readFile(path.join(ngx, 'before.key'), 'utf8'));
+    const err = await verifyInstallers(lineages(), await config(), { expectSerial: serving, timeoutMs: 2000 }).catch((e: unknown) => e);
+    assert.ok(err instanceof InstallError, String(err));
+    assert.equal(err.step, 'config test');
+    assert.equal(err.rolledBack, true);
+    assert.match(err.message, /key values mismatch/);
+    assert.match(err.message, /rolled back: live\/nginx\.anvil\.test points at version 4 again \(version 5 stays in the archive\)/);
+    assert.equal((await lineages().current(NAME))!.version, 4);
+    assert.equal(await servedSerial(nginxPort), serving);
   });
 
   test('a failing pre hook stops the issue (post hooks still run); a failing deploy hook is a non-zero exit naming the hook', async () => {

@@ -8,8 +8,10 @@
  *
  * `verifyInstallers` / `verifyAfterRenewal`: after a renewal switched live/NAME to a new version,
  * the config already points at live/, so only test, reload and the TLS check run; a failure points
- * live/NAME back at the previous version (rollbackLive) and reloads, so nginx keeps serving a
- * certificate that worked.
+ * live/NAME back at the previous version that can still serve (rollback.ts: not expired, not known
+ * revoked) and reloads, so nginx keeps serving a certificate that worked. No rollback when none
+ * can, or when the config test fails with the previous version too (then the new certificate is
+ * not the cause): the new version stays live, and the failure is still reported.
  *
  * Commands are argument vectors run without a shell (src/client/hooks.ts runProgram). Callers hold
  * the lineage's lock; installNginx also locks the config file against another anvil editing it.
@@ -25,15 +27,20 @@ import { AcmeClientError } from '../errors.js';
 import { describeOutcome, formatCommand, lastLines, runProgram } from '../hooks.js';
 import type { InstallerConfig, LineageConfig, LineageStore } from '../store.js';
 import { listenTarget, parseNginxConf, pickServerBlock, setCertificatePaths, type ServerBlock } from './nginx-conf.js';
-import { rollbackLive } from './rollback.js';
+import { markRolledBack, rollbackTarget, switchLive, type RollbackOptions } from './rollback.js';
 
 export type InstallStep = 'read config' | 'edit config' | 'config test' | 'reload' | 'TLS check';
 
-/** An installer failed at `step`; what was rolled back is in the message. Code INSTALL. */
+/**
+ * An installer failed at `step`; what was rolled back is in the message. Code INSTALL.
+ * `rolledBack` false: the new version was left live (no older one could serve, or it was not the
+ * cause, or the rollback itself failed), which the message says.
+ */
 export class InstallError extends AcmeClientError {
   constructor(
     readonly step: InstallStep,
     message: string,
+    readonly rolledBack = true,
   ) {
     super('INSTALL', message);
     this.name = 'InstallError';
@@ -372,9 +379,18 @@ async function checkPlan(inst: InstallerConfig, identifiers: LineageConfig['iden
 
 /**
  * The step after a new version of `name` went live: for each installer, config test, reload and
- * TLS check of the new serial. On the first failure, live/NAME goes back to the previous version,
- * every installer already reloaded (and the failed one) is reloaded again, and an InstallError
- * says which step of which installer failed and what was rolled back. The caller holds the lock.
+ * TLS check of the new serial. On the first failure:
+ *
+ * - live/NAME goes back to the newest older version that can still serve (complete, not expired at
+ *   `now`, not in `revokedSerials`; rollback.ts rollbackTarget), and the failed one is marked so
+ *   that no later rollback returns to it;
+ * - except when no older version can serve, or when the config test failed and fails with that
+ *   older version too (the test is run once more with live/NAME on it, then switched back): the
+ *   cause is not the new certificate, so the new version stays live;
+ * - every installer already reloaded is reloaded again and checked for the serial now live;
+ * - an InstallError says which step of which installer failed and what was or was not rolled back.
+ *
+ * The caller holds the lock.
  */
 export async function verifyAfterRenewal(o: {
   store: LineageStore;
@@ -384,7 +400,7 @@ export async function verifyAfterRenewal(o: {
   expectSerial?: string;
   onStep?: (msg: string) => void;
   timeoutMs?: number;
-}): Promise<VerifiedInstaller[]> {
+} & RollbackOptions): Promise<VerifiedInstaller[]> {
   const step = o.onStep ?? (() => undefined);
   if (o.installers.length === 0) return [];
   const cur = await o.store.current(o.name);
@@ -422,36 +438,66 @@ export async function verifyAfterRenewal(o: {
     }
   }
   if (!failure) return done;
+
   const undo: string[] = [];
+  let rolledBack = false;
   try {
-    const r = await rollbackLive(o.store, o.name);
-    undo.push(`live/${o.name} points at version ${r.to} again (version ${r.from} stays in the archive)`);
-    const previous = await o.store.current(o.name);
-    const old = previous ? await expectedOf(previous.cert) : null;
-    for (const inst of touched) {
-      try {
-        await runStep('reload', nginxCommands(inst).reload);
-        undo.push(`nginx ${inst.conf} reloaded`);
-        const plan = await checkPlan(inst, o.identifiers).catch(() => null);
-        if (plan && old) {
-          const back = await waitForCertificate(plan.target, plan.sni, old, o.timeoutMs ?? DEFAULT_VERIFY_MS);
-          undo.push(back.ok ? `it serves serial ${old.serial} again` : `but ${formatTarget(plan.target)} now serves ${back.seen}`);
-        }
-      } catch (err) {
-        undo.push(`the reload of nginx ${inst.conf} after the rollback failed too: ${(err as Error).message}`);
+    const t = await rollbackTarget(o.store, o.name, { ...(o.now ? { now: o.now } : {}), ...(o.revokedSerials ? { revokedSerials: o.revokedSerials } : {}) });
+    if (!t.to) {
+      undo.push(`no version older than ${t.from} can go live again (${t.skipped.join('; ') || 'there is none'}); version ${t.from} stays live`);
+    } else {
+      const to = t.to;
+      await switchLive(o.store, o.name, to.version, to.withKey);
+      let cause = true;
+      if (failure.step === 'config test') {
+        // Is it the new certificate? The same test, with live/NAME on the older version.
+        step(`nginx ${failure.inst.conf}: testing the configuration with version ${to.version}`);
+        cause = await runStep('config test', nginxCommands(failure.inst).test).then(
+          () => true,
+          () => false,
+        );
+      }
+      if (cause) {
+        await markRolledBack(o.store, o.name, t.from);
+        rolledBack = true;
+        undo.push(`live/${o.name} points at version ${to.version} again (version ${t.from} stays in the archive)`);
+      } else {
+        await switchLive(o.store, o.name, t.from, cur.privkey !== null);
+        undo.push(`the config test fails with version ${to.version} too, so the new certificate is not the cause; version ${t.from} stays live`);
       }
     }
   } catch (err) {
     undo.push(`ROLLBACK FAILED: ${(err as Error).message}`);
   }
-  throw new InstallError(failure.step, `${o.name}: nginx ${failure.inst.conf}: ${failure.step} failed after the renewal: ${failure.message}\n  rolled back: ${undo.join('; ')}`);
+  // Every nginx already reloaded gets what live/NAME now holds.
+  const live = await o.store.current(o.name).catch(() => null);
+  if (!rolledBack && live && live.version !== cur.version) undo.push(`live/${o.name} is on version ${live.version}`);
+  const serving = live ? await expectedOf(live.cert, live.version === cur.version ? o.expectSerial : undefined).catch(() => null) : null;
+  for (const inst of touched) {
+    try {
+      await runStep('reload', nginxCommands(inst).reload);
+      undo.push(`nginx ${inst.conf} reloaded`);
+      const plan = await checkPlan(inst, o.identifiers).catch(() => null);
+      if (plan && serving) {
+        const back = await waitForCertificate(plan.target, plan.sni, serving, o.timeoutMs ?? DEFAULT_VERIFY_MS);
+        undo.push(back.ok ? `it serves serial ${serving.serial}${rolledBack ? ' again' : ''}` : `but ${formatTarget(plan.target)} now serves ${back.seen}`);
+      }
+    } catch (err) {
+      undo.push(`the reload of nginx ${inst.conf} ${rolledBack ? 'after the rollback' : 'again'} failed too: ${(err as Error).message}`);
+    }
+  }
+  throw new InstallError(
+    failure.step,
+    `${o.name}: nginx ${failure.inst.conf}: ${failure.step} failed after the renewal: ${failure.message}\n  ${rolledBack ? 'rolled back' : 'not rolled back'}: ${undo.join('; ')}`,
+    rolledBack,
+  );
 }
 
 /** Runs every installer of a lineage's config after a renewal (see verifyAfterRenewal). */
 export async function verifyInstallers(
   store: LineageStore,
   cfg: LineageConfig,
-  opts: { expectSerial?: string; onStep?: (msg: string) => void; timeoutMs?: number } = {},
+  opts: { expectSerial?: string; onStep?: (msg: string) => void; timeoutMs?: number } & RollbackOptions = {},
 ): Promise<VerifiedInstaller[]> {
   return verifyAfterRenewal({ store, name: cfg.name, installers: cfg.installers ?? [], identifiers: cfg.identifiers, ...opts });
 }
