@@ -98,8 +98,20 @@ async function renew(o: RenewOpts): Promise<void> {
   process.on('SIGINT', onSignal);
 
   // One connection pool per run (per trusted roots) for OCSP and CRL requests, closed at the end.
-  const revocation = o.revocationCheck ? (await import('../client/revocation.js')).createRevocationChecker() : undefined;
-  const checkRevocation: CheckRevocation | undefined = revocation?.check;
+  const rev = o.revocationCheck ? await import('../client/revocation.js') : undefined;
+  const revocation = rev?.createRevocationChecker();
+  // OCSP/CRL URLs come from certificates: private addresses are fetched only for certificates of a
+  // CA whose own directory is at such an address (a private CA on a LAN, a lab CA on loopback).
+  const privateCa = new Map<string, Promise<boolean>>();
+  const checkRevocation: CheckRevocation | undefined =
+    rev && revocation
+      ? async (leafPem, issuerPem, opts = {}) => {
+          const { server, ...rest } = opts;
+          let allow = server ? privateCa.get(server) : undefined;
+          if (server && !allow) privateCa.set(server, (allow = rev.isPrivateUrl(server)));
+          return revocation.check(leafPem, issuerPem, { ...rest, allowPrivateAddresses: allow ? await allow : false });
+        }
+      : undefined;
   const runner = new RenewalRunner({
     store,
     accounts: new AccountStore(root),

@@ -52,7 +52,8 @@ export type VerifyInstallers = (store: LineageStore, cfg: LineageConfig, o: { ex
 export type CheckRevocation = (
   leafPem: string,
   issuerPem: string,
-  opts?: { timeoutMs?: number; ca?: string },
+  /** `server`: the directory URL of the CA that issued the certificate (a private CA may name private OCSP/CRL addresses). */
+  opts?: { timeoutMs?: number; ca?: string; server?: string },
 ) => Promise<{ status: 'good' | 'revoked' | 'unknown'; source: 'ocsp' | 'crl' | null; revokedAt?: Date; reason?: number; detail?: string }>;
 
 /** One CA of a lineage: its own server (index 0) or a fallback (1..). */
@@ -654,9 +655,9 @@ export class RenewalRunner {
     const leafPem = leaf.toString();
     try {
       let ca: string | undefined;
-      const bundle = this.#issuerCa(p).caBundle;
-      if (bundle) ca = await readFile(bundle, 'utf8').catch(() => undefined);
-      const r = await this.#d.checkRevocation!(leafPem, issuerPem, { timeoutMs: 15_000, ...(ca ? { ca } : {}) });
+      const issuerCa = this.#issuerCa(p);
+      if (issuerCa.caBundle) ca = await readFile(issuerCa.caBundle, 'utf8').catch(() => undefined);
+      const r = await this.#d.checkRevocation!(leafPem, issuerPem, { timeoutMs: 15_000, server: issuerCa.server, ...(ca ? { ca } : {}) });
       p.state.revocation = {
         serial: facts.serial,
         status: r.status,
