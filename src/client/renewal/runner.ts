@@ -274,7 +274,9 @@ function hintFor(e: unknown, name: string, ca: CaRef | undefined, retry: string)
       case 'HOOK':
         return 'fix the hook command, then run anvil renew again';
       case 'INSTALL':
-        return 'the installer rolled back; fix the web server configuration and run anvil renew --force --cert ' + name;
+        return (e as { rolledBack?: boolean }).rolledBack === false
+          ? `the new certificate stays live (the web server's problem is not the certificate); fix the web server configuration, then run anvil renew --force --cert ${name}`
+          : `the installer rolled back; fix the web server configuration and run anvil renew --force --cert ${name}`;
       case 'STORE':
         return 'check the store directory (permissions, disk space)';
       case 'LOCKED':
