@@ -86,7 +86,14 @@ export {
   type RunSummary,
 } from './renewal/runner.js';
 export { runDaemon, type DaemonOptions, type DaemonResult } from './renewal/daemon.js';
-export { checkRevocation, createRevocationChecker, type RevocationCheckOptions, type RevocationCheckResult } from './revocation.js';
+export {
+  checkRevocation,
+  createRevocationChecker,
+  isPrivateUrl,
+  type RevocationCheckerOptions,
+  type RevocationCheckOptions,
+  type RevocationCheckResult,
+} from './revocation.js';
 export { hookEnv, parseHookCommand, runHooks, type HookContext } from './hooks.js';
 export { InstallError, installNginx, verifyAfterRenewal, verifyInstallers, type InstallResult, type InstallStep } from './install/nginx.js';
 export { StandaloneHttp01, WebrootHttp01 } from './solvers/http01.js';
