@@ -63,28 +63,40 @@ program
   .option('-l, --listen <host:port>', 'address to listen on (default 127.0.0.1:14000)', parseListen)
   .option('--http', 'serve plain HTTP, for running behind a TLS-terminating proxy (set --base-url)')
   .option('--base-url <url>', 'external base URL clients use, e.g. https://acme.example.com')
-  .action(async (opts: CommonOpts & { listen?: { host: string; port: number }; http?: boolean; baseUrl?: string }) => {
-    const overrides: Record<string, unknown> = {};
-    if (opts.listen) overrides.listen = opts.listen;
-    if (opts.http) overrides.tls = { enabled: false };
-    if (opts.baseUrl) overrides.baseUrl = opts.baseUrl;
-    const config = await configFrom(opts, overrides);
+  .option('-w, --workers <n|auto>', 'server processes sharing the port: a number, or auto (one per CPU); default 1', parseWorkers)
+  .action(async (opts: CommonOpts & { listen?: { host: string; port: number }; http?: boolean; baseUrl?: string; workers?: number | 'auto' }) => {
+    const cluster = await import('../server/cluster.js');
+    let config: ServerConfig;
+    if (cluster.isWorker()) {
+      // A worker of `--workers`: the primary sends the config it prepared (port fixed).
+      config = (await import('../server/config.js')).parseServerConfig(await cluster.configFromPrimary(), 'the primary process');
+    } else {
+      const overrides: Record<string, unknown> = {};
+      if (opts.listen) overrides.listen = opts.listen;
+      if (opts.http) overrides.tls = { enabled: false };
+      if (opts.baseUrl) overrides.baseUrl = opts.baseUrl;
+      if (opts.workers !== undefined) overrides.workers = opts.workers;
+      config = await configFrom(opts, overrides);
+      const n = cluster.workerCount(config.workers);
+      if (n > 1) {
+        const code = await cluster.runPrimary(config, n, {
+          prepare: async (c) => {
+            const { caExists, initCa } = await caModule();
+            const dir = (await server()).caDirOf(c);
+            if (!(await caExists(dir))) await initCa(dir, c.ca);
+            await (await openStoreOf(c)).close();
+          },
+          onReady: ({ directoryUrl, caDir, workers }) => printBanner(directoryUrl, caDir, `${workers} worker processes`),
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        process.exit(code);
+      }
+    }
     const srv = await (await server()).startServer(config);
-    const root = path.join(srv.caDir, 'root.pem');
-    process.stdout.write(
-      [
-        `ACME directory: ${srv.directoryUrl}`,
-        `CA root certificate: ${root}`,
-        '',
-        'Point a client at it, trusting the root:',
-        `  certbot:  REQUESTS_CA_BUNDLE=${root} certbot certonly --server ${srv.directoryUrl} --standalone -d NAME`,
-        `  lego:     LEGO_CA_CERTIFICATES=${root} lego --server ${srv.directoryUrl} --email you@example.com --domains NAME --http run`,
-        `  curl:     curl --cacert ${root} ${srv.directoryUrl}`,
-        '',
-      ].join('\n'),
-    );
+    if (cluster.isWorker()) cluster.reportReady({ directoryUrl: srv.directoryUrl, caDir: srv.caDir });
+    else printBanner(srv.directoryUrl, srv.caDir);
     const stop = (signal: string) => {
-      process.stderr.write(`anvil server: ${signal}, shutting down\n`);
+      if (!cluster.isWorker()) process.stderr.write(`anvil server: ${signal}, shutting down\n`);
       srv.close().then(
         () => process.exit(0),
         () => process.exit(1),
@@ -93,6 +105,29 @@ program
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+
+function parseWorkers(v: string): number | 'auto' {
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new InvalidArgumentError('expected a number of processes (1-256) or auto');
+  return n;
+}
+
+function printBanner(directoryUrl: string, caDir: string, mode?: string): void {
+  const root = path.join(caDir, 'root.pem');
+  process.stdout.write(
+    [
+      `ACME directory: ${directoryUrl}${mode ? ` (${mode})` : ''}`,
+      `CA root certificate: ${root}`,
+      '',
+      'Point a client at it, trusting the root:',
+      `  certbot:  REQUESTS_CA_BUNDLE=${root} certbot certonly --server ${directoryUrl} --standalone -d NAME`,
+      `  lego:     LEGO_CA_CERTIFICATES=${root} lego --server ${directoryUrl} --email you@example.com --domains NAME --http run`,
+      `  curl:     curl --cacert ${root} ${directoryUrl}`,
+      '',
+    ].join('\n'),
+  );
+}
 
 const ca = program.command('ca').description('Manage the CA: its root and intermediate certificates and keys.');
 ca.command('init')

@@ -218,6 +218,11 @@ export const ServerConfigSchema = z
       ])
       .transform((s) => (s.type === 'postgres' ? printedWithoutPassword(s) : s))
       .prefault({}),
+    /**
+     * Server processes sharing the listening socket (src/server/cluster.ts): a number, or "auto" for
+     * one per CPU. 1 runs everything in one process.
+     */
+    workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default(1),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()

@@ -6,11 +6,27 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { CompiledQuery, Kysely, SqliteDialect, type DatabaseConnection, type Driver } from 'kysely';
 import { KyselyStore } from './kysely-store.js';
 import { MIGRATIONS, migrate, type Migration, type MigrationLedger } from './migrations.js';
 import type { Database as Schema } from './schema.js';
 import type { Store } from './store.js';
+
+/**
+ * SQLite with `BEGIN IMMEDIATE` transactions: the write lock is taken when the transaction starts,
+ * so that several processes on one file (anvil server --workers, anvil eab create while the server
+ * runs) wait their turn (busy_timeout) instead of failing with SQLITE_BUSY when a transaction that
+ * has read upgrades to a write after another process wrote.
+ */
+class ImmediateSqliteDialect extends SqliteDialect {
+  override createDriver(): Driver {
+    const driver = super.createDriver();
+    driver.beginTransaction = async (connection: DatabaseConnection) => {
+      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    };
+    return driver;
+  }
+}
 
 /**
  * Opens (creating if needed) a SQLite database set up as every Anvil database is: file 0600 in a
@@ -35,7 +51,7 @@ export async function openSqliteDatabase(
     sqlite.close();
     throw e;
   }
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Schema>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
   try {
     await migrate(db, migrations, ledger);
   } catch (e) {

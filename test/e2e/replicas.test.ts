@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import http from 'node:http';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +16,7 @@ import { makeCsr } from '../helpers/flow.js';
 import { startBind, type Bind } from '../helpers/bind.js';
 import { startNginxBalancer, type Nginx } from '../helpers/nginx.js';
 import { verifyChain } from '../helpers/openssl.js';
+import { startHttp01Responder, type Http01Responder } from '../helpers/http01-responder.js';
 import { freePort } from '../helpers/ports.js';
 import { createDatabase, dropDatabases, pgSkip } from '../helpers/postgres.js';
 import { RawAcme, type Response } from '../helpers/raw-acme.js';
@@ -34,9 +34,8 @@ describe('replicas on one PostgreSQL behind nginx', { timeout: 300_000, skip }, 
   let ports: number[] = [];
   let rootPem: string;
   let bind: Bind | undefined;
-  /** Key authorizations the test's own http-01 responder serves, by token. */
-  const tokens = new Map<string, string>();
-  let responder: http.Server;
+  /** The test's own http-01 responder (certbot and lego bring their own later). */
+  let responder: Http01Responder | undefined;
 
   before(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-replicas-'));
@@ -69,14 +68,9 @@ describe('replicas on one PostgreSQL behind nginx', { timeout: 300_000, skip }, 
     // Clients trust Anvil's root (for what it issues) and the balancer's own certificate.
     bundle = path.join(dir, 'trust.pem');
     await writeFile(bundle, `${await readFile(rootPem, 'utf8')}\n${balancer.certPem}`);
-    responder = http.createServer((req, res) => {
-      const token = (req.url ?? '').split('/').pop() ?? '';
-      const ka = tokens.get(token);
-      res.writeHead(ka ? 200 : 404).end(ka ?? '');
-    });
   });
   after(async () => {
-    responder?.close();
+    await responder?.close();
     await balancer?.stop();
     for (const r of replicas) await r.cleanup();
     await bind?.stop();
@@ -111,7 +105,7 @@ describe('replicas on one PostgreSQL behind nginx', { timeout: 300_000, skip }, 
     const d = await runTool('curl', ['-sf', '--cacert', bundle, `${base}/directory`]);
     assert.equal(d.code, 0, d.out);
     assert.equal(JSON.parse(d.stdout).newOrder, `${base}/acme/new-order`);
-    await new Promise<void>((r) => responder.listen(httpPort, '127.0.0.1', r));
+    responder = await startHttp01Responder(httpPort);
   });
 
   test('a nonce issued by one replica is accepted by the other exactly once', async () => {
@@ -134,7 +128,7 @@ describe('replicas on one PostgreSQL behind nginx', { timeout: 300_000, skip }, 
     const orderUrl = o.headers.get('location')!;
     const authz = await post(acme, 1, o.body.authorizations[0]);
     const ch = (authz.body.challenges as Array<{ type: string; url: string; token: string }>).find((c) => c.type === 'http-01')!;
-    tokens.set(ch.token, `${ch.token}.${acme.thumbprint()}`);
+    responder!.set(ch.token, `${ch.token}.${acme.thumbprint()}`);
     assert.equal((await post(acme, 1, ch.url, { payload: {} })).status, 200);
     let status = '';
     for (let k = 0; k < 100 && status !== 'valid'; k++) {
@@ -168,8 +162,8 @@ describe('replicas on one PostgreSQL behind nginx', { timeout: 300_000, skip }, 
   });
 
   test('certbot and lego get certificates through the balancer, served by both replicas', async () => {
-    responder.close();
-    await new Promise((r) => setTimeout(r, 100));
+    await responder!.close();
+    responder = undefined;
     const before = replicas.map((r) => (r.stderr().match(/new-order/g) ?? []).length);
     const cb = path.join(dir, 'certbot');
     const c = await runTool(

@@ -25,6 +25,8 @@ export async function readyOrder(
   identifiers: Array<{ type: string; value: string }>,
   challengeType = 'http-01',
   extra: Record<string, unknown> = {},
+  /** Called before each challenge is answered (a real responder serves it; a fake validator needs none). */
+  present?: (token: string, keyAuthorization: string) => void,
 ): Promise<{ url: string; order: any }> {
   const r = await acme.post(acme.directory.newOrder!, { payload: { identifiers, ...extra } });
   if (r.status !== 201) throw new Error(`newOrder: ${r.status} ${r.text}`);
@@ -33,6 +35,7 @@ export async function readyOrder(
     const a = await acme.post(az, { payload: null });
     if (a.body.status === 'valid') continue;
     const ch = (a.body.challenges as any[]).find((c) => c.type === challengeType) ?? a.body.challenges[0];
+    present?.(ch.token, `${ch.token}.${acme.thumbprint()}`);
     const c = await acme.post(ch.url, { payload: {} });
     if (c.status !== 200) throw new Error(`challenge: ${c.status} ${c.text}`);
     await waitFor(acme, az, (b) => b.status !== 'pending');
@@ -71,9 +74,10 @@ export async function issue(
   acme: RawAcme,
   names: string[],
   extra: Record<string, unknown> = {},
+  present?: (token: string, keyAuthorization: string) => void,
 ): Promise<{ chain: string; order: any; certUrl: string; keyPem: string }> {
   const ids = names.map((n) => ({ type: /^[0-9.]+$|:/.test(n) ? 'ip' : 'dns', value: n }));
-  const { url, order } = await readyOrder(acme, ids, names.some((n) => n.startsWith('*.')) ? 'dns-01' : 'http-01', extra);
+  const { url, order } = await readyOrder(acme, ids, names.some((n) => n.startsWith('*.')) ? 'dns-01' : 'http-01', extra, present);
   if (order.status !== 'ready') throw new Error(`order not ready: ${JSON.stringify(order)}`);
   const csr = await makeCsr(names);
   const f = await finalize(acme, order, csr.der);
