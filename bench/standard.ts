@@ -1,0 +1,145 @@
+/**
+ * `npm run bench`: the standard scenario (docs/benchmarks.md). Starts the real `anvil server`
+ * (bin/anvil.js, built by `npm run build`) on loopback with SQLite, TLS, authorization reuse off
+ * (acme.authzReuseDays 0, so every flow validates http-01 for real over loopback) and log level
+ * warn; measures the crypto floor on this machine; then runs `anvil bench` as a child process at
+ * concurrency 1, 16 and 64 (5 s warm-up and 20 s measured each) with the server's pid, and prints
+ * one table, the floor's parts, the machine, and one JSON line.
+ *
+ *   npm run bench -- [--levels 1,16,64] [--duration 20] [--warmup 5] [--poll-interval 50]
+ *                    [--log-level warn] [--cpu-prof-dir DIR]
+ *
+ * --cpu-prof-dir starts the server under `node --cpu-prof` and leaves its profile there.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { cryptoFloor, measureCryptoFloorUnits } from '../src/bench/floor.js';
+import { formatStandardTable, type BenchReport, type StandardRow } from '../src/bench/report.js';
+import { ANVIL_BIN, exited, startAnvil } from '../test/helpers/anvil-process.js';
+import { freePort } from '../test/helpers/ports.js';
+
+const { values } = parseArgs({
+  options: {
+    levels: { type: 'string', default: '1,16,64' },
+    duration: { type: 'string', default: '20' },
+    warmup: { type: 'string', default: '5' },
+    'poll-interval': { type: 'string', default: '50' },
+    'log-level': { type: 'string', default: 'warn' },
+    'cpu-prof-dir': { type: 'string' },
+  },
+});
+const levels = values.levels.split(',').map(Number);
+if (levels.some((c) => !Number.isInteger(c) || c < 1 || c > 256)) throw new Error('--levels: a comma-separated list of concurrencies from 1 to 256');
+const duration = Math.min(Number(values.duration), 120);
+const warmup = Math.min(Number(values.warmup), 60);
+const run = promisify(execFile);
+
+process.stderr.write('measuring the crypto floor (node:crypto, this machine)\n');
+const units = measureCryptoFloorUnits();
+
+const httpPort = await freePort();
+const serverConfig = {
+  acme: { authzReuseDays: 0 },
+  log: { level: values['log-level'] },
+  validation: { httpPort, addressPolicy: { allowLoopback: true } },
+};
+
+interface Server {
+  directoryUrl: string;
+  rootPem: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** The server as the e2e tests start it, or, for a CPU profile, under `node --cpu-prof`. */
+async function startServer(): Promise<Server> {
+  const a = await startAnvil(serverConfig);
+  const profDir = values['cpu-prof-dir'];
+  if (!profDir) return { directoryUrl: a.directoryUrl, rootPem: a.rootPem, pid: a.proc.pid!, stop: () => a.cleanup() };
+  // Same config and data, restarted under the profiler (the first start created the CA).
+  await a.stop();
+  const proc: ChildProcess = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', path.resolve(profDir), ANVIL_BIN, 'server', '--config', a.configFile], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const directoryUrl = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /ACME directory: (\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    proc.once('exit', (code) => reject(new Error(`anvil server exited with ${code}`)));
+  });
+  return {
+    directoryUrl,
+    rootPem: a.rootPem,
+    pid: proc.pid!,
+    async stop() {
+      proc.kill('SIGINT');
+      await exited(proc);
+      await rm(path.dirname(a.dataDir), { recursive: true, force: true });
+    },
+  };
+}
+
+const server = await startServer();
+const rows: StandardRow[] = [];
+try {
+  for (const c of levels) {
+    process.stderr.write(`concurrency ${c}: ${warmup} s warm-up, ${duration} s measured\n`);
+    const args = [
+      ANVIL_BIN,
+      'bench',
+      '--server', server.directoryUrl,
+      '--ca-bundle', server.rootPem,
+      '--http-port', String(httpPort),
+      '-c', String(c),
+      '--warmup', String(warmup),
+      '--duration', String(duration),
+      '--poll-interval', values['poll-interval'],
+      '--server-pid', String(server.pid),
+      '--json',
+    ];
+    const { stdout } = await run(process.execPath, args, { maxBuffer: 16 * 1024 * 1024, timeout: (duration + warmup + 120) * 1000 });
+    const report = JSON.parse(stdout) as BenchReport;
+    rows.push({ report, floor: cryptoFloor(units, report.requests.signedPostsPerFlow) });
+  }
+} finally {
+  await server.stop();
+}
+
+const cpus = os.cpus();
+const machine = `${cpus.length} x ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, ${os.platform()} ${os.release()}`;
+const first = rows[0]!.report;
+process.stdout.write(
+  `\nanvil bench, standard scenario: anvil server (bin/anvil.js) on loopback, TLS, SQLite, acme.authzReuseDays 0, log ${values['log-level']}; ` +
+    `http-01 over loopback (${first.options.identifiers.join(', ')}:${httpPort}); poll every ${first.options.pollIntervalMs} ms, Retry-After ignored; ` +
+    `${warmup} s warm-up + ${duration} s per level; authorizations: ${rows.map((r) => r.report.authorizations.mode).join('/')}\n` +
+    `machine: ${machine} (shared; figures are noisy)\n\n`,
+);
+process.stdout.write(formatStandardTable(rows, units));
+const json = {
+  bench: 'standard',
+  machine,
+  floorUnits: units,
+  levels: rows.map(({ report: r, floor }) => ({
+    concurrency: r.options.concurrency,
+    flowsPerSecond: r.flowsPerSecond,
+    latencyMs: r.latencyMs,
+    completed: r.flows.completed,
+    errors: r.errors.byKind,
+    requestsPerFlow: r.requests.perFlow,
+    signedPostsPerFlow: r.requests.signedPostsPerFlow,
+    authorizations: r.authorizations.mode,
+    generatorCpuSeconds: r.generator.cpuSeconds,
+    generatorCpuMsPerFlow: r.generator.cpuMsPerFlow,
+    serverCpuMsPerIssuance: r.server?.cpuMsPerIssuance ?? null,
+    serverRssMb: r.server?.rssMb ?? null,
+    floorMs: floor.totalMs,
+    timesFloor: r.server?.cpuMsPerIssuance != null ? Math.round((r.server.cpuMsPerIssuance / floor.totalMs) * 100) / 100 : null,
+  })),
+};
+process.stdout.write(`\n${JSON.stringify(json)}\n`);
