@@ -10,11 +10,17 @@
  *                    [--log-level warn] [--cpu-prof-dir DIR]
  *
  * --cpu-prof-dir starts the server under `node --cpu-prof` and leaves its profile there.
+ *
+ * Last, unless --no-ceiling: the generator's own ceiling on this machine, `anvil bench` at the
+ * highest level against FakeAcmeServer (src/bench/testing.ts: in memory, no signature checks, a
+ * tiny certificate) in a child process: how many flows per second the generator can drive here
+ * before it becomes the bottleneck, and what a flow costs it.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { cryptoFloor, measureCryptoFloorUnits } from '../src/bench/floor.js';
 import { formatStandardTable, type BenchReport, type StandardRow } from '../src/bench/report.js';
@@ -29,8 +35,19 @@ const { values } = parseArgs({
     'poll-interval': { type: 'string', default: '50' },
     'log-level': { type: 'string', default: 'warn' },
     'cpu-prof-dir': { type: 'string' },
+    'no-ceiling': { type: 'boolean', default: false },
+    // Internal: run FakeAcmeServer in this process (the ceiling's server), validating on this port.
+    'fake-child': { type: 'string' },
   },
 });
+
+if (values['fake-child']) {
+  const { FakeAcmeServer } = await import('../src/bench/testing.js');
+  const fake = await FakeAcmeServer.start(Number(values['fake-child']));
+  process.stdout.write(`FAKE ${fake.directoryUrl}\n`);
+  process.on('SIGTERM', () => void fake.close().then(() => process.exit(0)));
+  await new Promise(() => undefined);
+}
 const levels = values.levels.split(',').map(Number);
 if (levels.some((c) => !Number.isInteger(c) || c < 1 || c > 256)) throw new Error('--levels: a comma-separated list of concurrencies from 1 to 256');
 const duration = Math.min(Number(values.duration), 120);
@@ -85,30 +102,58 @@ async function startServer(): Promise<Server> {
   };
 }
 
+/** One `anvil bench` run as a child process, its JSON report parsed. */
+async function bench(target: { directoryUrl: string; rootPem?: string; pid: number }, port: number, c: number): Promise<BenchReport> {
+  const args = [
+    ANVIL_BIN,
+    'bench',
+    '--server', target.directoryUrl,
+    ...(target.rootPem ? ['--ca-bundle', target.rootPem] : ['--insecure-localhost']),
+    '--http-port', String(port),
+    '-c', String(c),
+    '--warmup', String(warmup),
+    '--duration', String(duration),
+    '--poll-interval', values['poll-interval'],
+    '--server-pid', String(target.pid),
+    '--json',
+  ];
+  const { stdout } = await run(process.execPath, args, { maxBuffer: 16 * 1024 * 1024, timeout: (duration + warmup + 120) * 1000 });
+  return JSON.parse(stdout) as BenchReport;
+}
+
 const server = await startServer();
 const rows: StandardRow[] = [];
 try {
   for (const c of levels) {
     process.stderr.write(`concurrency ${c}: ${warmup} s warm-up, ${duration} s measured\n`);
-    const args = [
-      ANVIL_BIN,
-      'bench',
-      '--server', server.directoryUrl,
-      '--ca-bundle', server.rootPem,
-      '--http-port', String(httpPort),
-      '-c', String(c),
-      '--warmup', String(warmup),
-      '--duration', String(duration),
-      '--poll-interval', values['poll-interval'],
-      '--server-pid', String(server.pid),
-      '--json',
-    ];
-    const { stdout } = await run(process.execPath, args, { maxBuffer: 16 * 1024 * 1024, timeout: (duration + warmup + 120) * 1000 });
-    const report = JSON.parse(stdout) as BenchReport;
+    const report = await bench(server, httpPort, c);
     rows.push({ report, floor: cryptoFloor(units, report.requests.signedPostsPerFlow) });
   }
 } finally {
   await server.stop();
+}
+
+let ceiling: BenchReport | undefined;
+if (!values['no-ceiling']) {
+  const c = Math.max(...levels);
+  process.stderr.write(`generator ceiling: concurrency ${c} against FakeAcmeServer\n`);
+  const fakePort = await freePort();
+  const fake = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--fake-child', String(fakePort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      fake.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /FAKE (\S+)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      fake.once('exit', (code) => reject(new Error(`the fake ACME server exited with ${code}`)));
+    });
+    ceiling = await bench({ directoryUrl: url, pid: fake.pid! }, fakePort, c);
+  } finally {
+    fake.kill('SIGTERM');
+    await exited(fake);
+  }
 }
 
 const cpus = os.cpus();
@@ -121,6 +166,13 @@ process.stdout.write(
     `machine: ${machine} (shared; figures are noisy)\n\n`,
 );
 process.stdout.write(formatStandardTable(rows, units));
+if (ceiling) {
+  process.stdout.write(
+    `\ngenerator ceiling (anvil bench -c ${ceiling.options.concurrency} against FakeAcmeServer, an in-memory fake CA in another process): ` +
+      `${ceiling.flowsPerSecond.toFixed(1)} flows/s, p99 ${ceiling.latencyMs.p99.toFixed(1)} ms, ${ceiling.errors.total} errors; ` +
+      `generator ${ceiling.generator.cpuMsPerFlow?.toFixed(2) ?? '-'} ms CPU per flow, fake server ${ceiling.server?.cpuMsPerIssuance?.toFixed(2) ?? '-'} ms\n`,
+  );
+}
 const json = {
   bench: 'standard',
   machine,
@@ -137,9 +189,19 @@ const json = {
     generatorCpuSeconds: r.generator.cpuSeconds,
     generatorCpuMsPerFlow: r.generator.cpuMsPerFlow,
     serverCpuMsPerIssuance: r.server?.cpuMsPerIssuance ?? null,
-    serverRssMb: r.server?.rssMb ?? null,
+    serverRssMb: r.memory.serverRssMb,
     floorMs: floor.totalMs,
     timesFloor: r.server?.cpuMsPerIssuance != null ? Math.round((r.server.cpuMsPerIssuance / floor.totalMs) * 100) / 100 : null,
   })),
+  generatorCeiling: ceiling
+    ? {
+        concurrency: ceiling.options.concurrency,
+        flowsPerSecond: ceiling.flowsPerSecond,
+        latencyMs: ceiling.latencyMs,
+        errors: ceiling.errors.total,
+        generatorCpuMsPerFlow: ceiling.generator.cpuMsPerFlow,
+        fakeServerCpuMsPerFlow: ceiling.server?.cpuMsPerIssuance ?? null,
+      }
+    : null,
 };
 process.stdout.write(`\n${JSON.stringify(json)}\n`);

@@ -2,11 +2,14 @@
  * The load generator's HTTP client (with responder.ts, the only bench code that touches sockets):
  * one undici Pool per origin shared by every virtual client, so connections are kept alive and
  * reused (one TLS handshake per connection, not per request), and a count of the connections
- * opened, which a report shows to prove it. (A Pool, not an Agent: undici 7's Agent closes an
- * origin's whole pool when its connection count reaches zero after a reset, which made the
- * generator reconnect.)
+ * opened, which a report shows to prove it.
+ *
+ * Requests use undici's dispatch API (callbacks, no response stream, no promise per chunk), and
+ * no AbortSignal per request: stopping the run destroys the pools, which fails every request in
+ * flight. (A Pool, not an Agent: undici 7's Agent closes an origin's whole pool when its count of
+ * connections reaches zero after a reset, which made the generator reconnect.)
  */
-import { buildConnector, Pool } from 'undici';
+import { buildConnector, Pool, type Dispatcher } from 'undici';
 import { BenchError } from './errors.js';
 
 export interface BenchResponse {
@@ -23,6 +26,9 @@ export interface BenchResponse {
 
 /** Answers larger than this are refused: an ACME answer (a chain included) is a few kB. */
 const MAX_BODY = 1024 * 1024;
+const NONCE = /^[A-Za-z0-9_-]+$/;
+
+type Headers = Record<string, string | string[] | undefined>;
 
 function one(h: string | string[] | undefined): string | undefined {
   return Array.isArray(h) ? h[0] : h;
@@ -42,14 +48,18 @@ function isTimeout(e: unknown): boolean {
   return name === 'TimeoutError' || /TIMEOUT/.test(code);
 }
 
+const GET_HEADERS = { 'user-agent': 'anvil-bench/0.1' };
+const POST_HEADERS = { 'user-agent': 'anvil-bench/0.1', 'content-type': 'application/jose+json' };
+
 export class BenchHttp {
   /** TCP (and TLS) connections opened so far. */
   connections = 0;
   readonly #pools = new Map<string, Pool>();
-  readonly #options: ConstructorParameters<typeof Pool>[1];
+  readonly #options: Pool.Options;
   readonly #timeoutMs: number;
+  #destroyed: Error | undefined;
 
-  /** `connections`: at most this many to the server (one per virtual client is enough: each has one request in flight). */
+  /** `connections`: at most this many per origin (one per virtual client is enough: each has one request in flight). */
   constructor(o: { ca?: string; timeoutMs: number; connections?: number }) {
     this.#timeoutMs = o.timeoutMs;
     const connector = buildConnector({ ...(o.ca ? { ca: o.ca } : {}), timeout: o.timeoutMs });
@@ -75,56 +85,82 @@ export class BenchHttp {
   }
 
   /**
-   * One exchange. Failures to exchange are BenchErrors of kind timeout or network; an aborted
-   * request (the run is being stopped) rethrows the abort reason.
+   * One exchange. Failures to exchange are BenchErrors of kind timeout or network; after
+   * destroy(), requests fail with the reason given to it.
    */
-  async request(method: 'GET' | 'HEAD' | 'POST', url: string, body: string | undefined, signal: AbortSignal): Promise<BenchResponse> {
-    let res: Awaited<ReturnType<Pool['request']>>;
+  request(method: 'GET' | 'HEAD' | 'POST', url: string, body: string | undefined): Promise<BenchResponse> {
+    if (this.#destroyed) return Promise.reject(this.#destroyed);
+    let u: URL;
     try {
-      const u = new URL(url);
-      res = await this.#pool(u.origin).request({
-        path: `${u.pathname}${u.search}`,
-        method,
-        headers: body === undefined ? { 'user-agent': 'anvil-bench/0.1' } : { 'user-agent': 'anvil-bench/0.1', 'content-type': 'application/jose+json' },
-        ...(body !== undefined ? { body } : {}),
-        signal,
-      });
-    } catch (e) {
-      if (signal.aborted) throw signal.reason;
-      if (isTimeout(e)) throw new BenchError('timeout', `${method} ${url}: no answer within ${this.#timeoutMs} ms`, { cause: e });
-      throw new BenchError('network', `${method} ${url}: ${(e as Error).message}`, { cause: e });
+      u = new URL(url);
+    } catch {
+      return Promise.reject(new BenchError('badResponse', `"${url.slice(0, 100)}" is not a URL`));
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    try {
-      for await (const c of res.body) {
-        size += (c as Buffer).length;
-        if (size > MAX_BODY) {
-          res.body.destroy();
-          throw new BenchError('badResponse', `${method} ${url}: answer larger than ${MAX_BODY} bytes`);
-        }
-        chunks.push(c as Buffer);
+    return new Promise((resolve, reject) => {
+      let status = 0;
+      let headers: Headers = {};
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const fail = (e: unknown) => {
+        if (this.#destroyed) return reject(this.#destroyed);
+        if (e instanceof BenchError) return reject(e);
+        if (isTimeout(e)) return reject(new BenchError('timeout', `${method} ${url}: no answer within ${this.#timeoutMs} ms`, { cause: e }));
+        reject(new BenchError('network', `${method} ${url}: ${(e as Error).message}`, { cause: e }));
+      };
+      const handler: Dispatcher.DispatchHandler = {
+        // Its presence selects undici's controller-style handler API.
+        onRequestStart() {},
+        onResponseStart(_c, statusCode, h) {
+          status = statusCode;
+          headers = h as Headers;
+        },
+        onResponseData(c, chunk) {
+          size += chunk.length;
+          if (size > MAX_BODY) c.abort(new BenchError('badResponse', `${method} ${url}: answer larger than ${MAX_BODY} bytes`));
+          else chunks.push(chunk);
+        },
+        onResponseEnd() {
+          const nonce = one(headers['replay-nonce']);
+          const location = one(headers.location);
+          let loc: string | undefined;
+          try {
+            loc = location ? new URL(location, url).href : undefined;
+          } catch {
+            return reject(new BenchError('badResponse', `${method} ${url}: the Location is not a URL`));
+          }
+          resolve({
+            status,
+            nonce: nonce && NONCE.test(nonce) ? nonce : undefined,
+            location: loc,
+            retryAfter: retryAfterSeconds(one(headers['retry-after'])),
+            contentType: one(headers['content-type']) ?? '',
+            text: chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'),
+          });
+        },
+        onResponseError(_c, e) {
+          fail(e);
+        },
+      };
+      try {
+        this.#pool(u.origin).dispatch(
+          { path: `${u.pathname}${u.search}`, method, headers: body === undefined ? GET_HEADERS : POST_HEADERS, body: body ?? null },
+          handler,
+        );
+      } catch (e) {
+        fail(e);
       }
-    } catch (e) {
-      if (e instanceof BenchError) throw e;
-      if (signal.aborted) throw signal.reason;
-      throw new BenchError(isTimeout(e) ? 'timeout' : 'network', `${method} ${url}: reading the answer failed: ${(e as Error).message}`, { cause: e });
-    }
-    const h = res.headers;
-    const nonce = one(h['replay-nonce']);
-    const location = one(h.location);
-    return {
-      status: res.statusCode,
-      nonce: nonce && /^[A-Za-z0-9_-]+$/.test(nonce) ? nonce : undefined,
-      location: location ? new URL(location, url).href : undefined,
-      retryAfter: retryAfterSeconds(one(h['retry-after'])),
-      contentType: one(h['content-type']) ?? '',
-      text: chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'),
-    };
+    });
+  }
+
+  /** Fails every request in flight and every later one with `reason` (stopping the run). */
+  async destroy(reason: Error): Promise<void> {
+    this.#destroyed = reason;
+    await Promise.all([...this.#pools.values()].map((p) => p.destroy(reason)));
+    this.#pools.clear();
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#pools.values()].map((p) => p.close()));
+    await Promise.all([...this.#pools.values()].map((p) => (p.destroyed ? undefined : p.close())));
     this.#pools.clear();
   }
 }

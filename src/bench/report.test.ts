@@ -36,8 +36,15 @@ function sample(over: Partial<BenchReport> = {}): BenchReport {
     authorizations: { validated: 4000, reused: 0, mode: 'validated' },
     validationRequests: 4000,
     connections: { measured: 0, total: 16 },
-    generator: { cpuSeconds: 8.5, cpuMsPerFlow: 2.125, rssMb: { start: 90, end: 92 }, heapMb: { start: 20, end: 24 } },
-    server: { pid: 4242, cpuSeconds: 6, cpuMsPerIssuance: 1.5, rssMb: { start: 120, end: 121 } },
+    memory: {
+      intervalSeconds: 5,
+      generatorRssMb: { start: 90, end: 92, max: 95 },
+      generatorHeapMb: { start: 20, end: 24, max: 30 },
+      serverRssMb: { start: 120, end: 121, max: 125 },
+      samples: [],
+    },
+    generator: { cpuSeconds: 8.5, cpuMsPerFlow: 2.125 },
+    server: { pid: 4242, processes: 1, cpuSeconds: 6, cpuMsPerIssuance: 1.5 },
     machine: { cpus: 2, model: 'Test CPU', node: 'v20.20.2', platform: 'linux 6' },
     ...over,
   };
@@ -55,6 +62,7 @@ describe('formatReport', () => {
       /2 +urn:ietf:params:acme:error:rateLimited: newOrder: HTTP 429/,
       /generator +CPU 8\.50 s \(2\.13 ms per flow\)/,
       /server +pid 4242: CPU 6\.00 s \(1\.50 ms per issuance\)/,
+      /memory +generator RSS 90\.0 -> 92\.0 MB \(peak 95\.0\), heap 20\.0 -> 24\.0 MB \(peak 30\.0\), server RSS 120\.0 -> 121\.0 MB \(peak 125\.0\)/,
     ]) {
       assert.match(t, re);
     }

@@ -3,6 +3,7 @@
  * form, and the table of the standard scenario (`npm run bench`). No I/O.
  */
 import type { CryptoFloor, CryptoFloorUnits } from './floor.js';
+import type { MemorySample, MemorySummary } from './memory.js';
 import type { LatencySummary } from './stats.js';
 
 export type StoppedBy = 'duration' | 'count' | 'cap' | 'interrupted';
@@ -66,18 +67,21 @@ export interface BenchReport {
   validationRequests: number;
   /** TCP (TLS) connections opened to the ACME server during the measured phase, and in all. */
   connections: { measured: number; total: number };
+  /** Memory over the measured phase: start, end and peak, and the samples (at most 240, spread over the run). */
+  memory: MemorySummary & { intervalSeconds: number; samples: MemorySample[] };
   generator: {
     cpuSeconds: number;
     cpuMsPerFlow: number | null;
-    rssMb: { start: number; end: number };
-    heapMb: { start: number; end: number };
   };
-  /** Present when the generator could read the server process (--server-pid, Linux /proc). */
+  /**
+   * Present when the generator could read the server process (--server-pid, Linux /proc): that
+   * process and its descendants (`anvil server --workers N`: the primary and its workers).
+   */
   server: {
     pid: number;
+    processes: number;
     cpuSeconds: number;
     cpuMsPerIssuance: number | null;
-    rssMb: { start: number | null; end: number | null };
   } | null;
   machine: { cpus: number; model: string; node: string; platform: string };
 }
@@ -126,16 +130,18 @@ export function formatReport(r: BenchReport): string {
   }
   const g = r.generator;
   lines.push(
-    `generator    CPU ${f2(g.cpuSeconds)} s${g.cpuMsPerFlow !== null ? ` (${f2(g.cpuMsPerFlow)} ms per flow)` : ''}, ` +
-      `RSS ${f1(g.rssMb.start)} -> ${f1(g.rssMb.end)} MB, heap ${f1(g.heapMb.start)} -> ${f1(g.heapMb.end)} MB`,
+    `generator    CPU ${f2(g.cpuSeconds)} s${g.cpuMsPerFlow !== null ? ` (${f2(g.cpuMsPerFlow)} ms per flow)` : ''}`,
   );
   if (r.server) {
     const s = r.server;
-    const rss = s.rssMb.start !== null && s.rssMb.end !== null ? `, RSS ${f1(s.rssMb.start)} -> ${f1(s.rssMb.end)} MB` : '';
     lines.push(
-      `server       pid ${s.pid}: CPU ${f2(s.cpuSeconds)} s${s.cpuMsPerIssuance !== null ? ` (${f2(s.cpuMsPerIssuance)} ms per issuance)` : ''}${rss}`,
+      `server       pid ${s.pid}${s.processes > 1 ? ` and ${s.processes - 1} child process(es)` : ''}: CPU ${f2(s.cpuSeconds)} s${s.cpuMsPerIssuance !== null ? ` (${f2(s.cpuMsPerIssuance)} ms per issuance)` : ''}`,
     );
   } else lines.push('server       CPU not measured (give --server-pid of a server on this Linux machine)');
+  const m = r.memory;
+  const series = (name: string, v: { start: number; end: number; max: number } | null) => (v ? `${name} ${f1(v.start)} -> ${f1(v.end)} MB (peak ${f1(v.max)})` : null);
+  const mem = [series('generator RSS', m.generatorRssMb), series('heap', m.generatorHeapMb), series('server RSS', m.serverRssMb)].filter(Boolean);
+  lines.push(`memory       ${mem.join(', ')}; ${m.samples.length} samples`);
   lines.push(`machine      ${r.machine.cpus} x ${r.machine.model}, node ${r.machine.node}, ${r.machine.platform}`);
   return `${lines.join('\n')}\n`;
 }

@@ -4,17 +4,17 @@
  * and waits for the flows in progress (their results count in that phase), so CPU snapshots taken
  * between phases attribute the server's work to the flows of the measured phase only.
  */
-import { setMaxListeners } from 'node:events';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { Directory, Identifier } from '../protocol/types.js';
-import { ownCpu, processCpu, processRssMb } from './cpu.js';
+import { ownCpu, processTreeSample } from './cpu.js';
 import { sanAttribute } from './csr.js';
 import { BenchError, BenchSetupError } from './errors.js';
 import { BenchHttp } from './http.js';
 import { authorizationMode, type BenchReport, type StoppedBy } from './report.js';
+import { MemoryTrace } from './memory.js';
 import { Http01Responder } from './responder.js';
+import { Sleeper } from './sleeper.js';
 import { PhaseStats } from './stats.js';
 import { VirtualClient } from './virtual-client.js';
 
@@ -88,9 +88,8 @@ const mb = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
 export async function runBench(o: BenchOptions, hooks: RunHooks = {}): Promise<BenchReport> {
   const progress = hooks.progress ?? (() => undefined);
   const startedAt = new Date().toISOString();
+  /** Aborted when the flows in progress are abandoned: requests and waits fail at once. */
   const hard = new AbortController();
-  // Every request and every wait of every virtual client listens to it (and stops listening after).
-  setMaxListeners(0, hard.signal);
   let stopping = false;
   let grace: NodeJS.Timeout | undefined;
   const onStop = () => {
@@ -106,12 +105,18 @@ export async function runBench(o: BenchOptions, hooks: RunHooks = {}): Promise<B
   const addresses = o.httpAddress ? [o.httpAddress] : identifiers.map((i) => i.value);
   const http = new BenchHttp({ ...(o.caPem ? { ca: o.caPem } : {}), timeoutMs: o.requestTimeoutMs, connections: o.concurrency });
   const responder = new Http01Responder();
+  const sleeper = new Sleeper();
+  hard.signal.addEventListener('abort', () => {
+    const reason = new Error('interrupted');
+    sleeper.cancelAll(reason);
+    void http.destroy(reason);
+  });
   try {
     // ---------------------------------------------------------------- setup
     const setup = new PhaseStats();
     let directory: Directory;
     try {
-      const r = await http.request('GET', o.directoryUrl, undefined, hard.signal);
+      const r = await http.request('GET', o.directoryUrl, undefined);
       if (r.status !== 200) throw new BenchError('badResponse', `HTTP ${r.status}`);
       directory = JSON.parse(r.text) as Directory;
       if (typeof directory?.newNonce !== 'string' || typeof directory.newAccount !== 'string' || typeof directory.newOrder !== 'string') {
@@ -133,7 +138,7 @@ export async function runBench(o: BenchOptions, hooks: RunHooks = {}): Promise<B
           pollIntervalMs: o.pollIntervalMs,
           honourRetryAfter: o.honourRetryAfter,
           flowTimeoutMs: o.flowTimeoutSeconds * 1000,
-          signal: hard.signal,
+          sleep: (ms) => sleeper.sleep(ms),
         }),
     );
     progress(`registering ${clients.length} account(s) at ${o.directoryUrl}`);
@@ -162,7 +167,7 @@ export async function runBench(o: BenchOptions, hooks: RunHooks = {}): Promise<B
               if (e instanceof BenchError) stats.errors.add(e.kind, e.message);
               else stats.errors.add('generator', `a bug in anvil bench: ${(e as Error).stack ?? String(e)}`);
               // A failing server is not hammered: the client pauses before its next flow.
-              await delay(o.pollIntervalMs, undefined, { signal: hard.signal }).catch(() => undefined);
+              await sleeper.sleep(o.pollIntervalMs).catch(() => undefined);
             }
           }
         }),
@@ -184,16 +189,30 @@ export async function runBench(o: BenchOptions, hooks: RunHooks = {}): Promise<B
     const stats = new PhaseStats();
     const validationsBefore = responder.served;
     const connectionsBefore = http.connections;
-    const mem0 = process.memoryUsage();
-    const server0 = o.serverPid !== undefined ? processCpu(o.serverPid) : undefined;
-    const serverRss0 = o.serverPid !== undefined ? processRssMb(o.serverPid) : undefined;
+    const server0 = o.serverPid !== undefined ? processTreeSample(o.serverPid) : undefined;
     const own0 = ownCpu();
     const t0 = performance.now();
+    const memory = new MemoryTrace();
+    const sampleMemory = () => {
+      const m = process.memoryUsage();
+      const server = o.serverPid !== undefined ? processTreeSample(o.serverPid)?.rssMb : undefined;
+      memory.add({ t: Math.round((performance.now() - t0) / 100) / 10, generatorRssMb: mb(m.rss), generatorHeapMb: mb(m.heapUsed), serverRssMb: server ?? null });
+    };
+    sampleMemory();
+    let memoryTimer: NodeJS.Timeout | undefined;
+    const nextSample = () => {
+      memoryTimer = setTimeout(() => {
+        sampleMemory();
+        nextSample();
+      }, memory.intervalMs);
+      memoryTimer.unref();
+    };
+    nextSample();
     const seconds = stopping ? 0 : await phase(stats, t0 + duration * 1000, o.count);
+    clearTimeout(memoryTimer);
+    sampleMemory();
     const own1 = ownCpu();
-    const server1 = o.serverPid !== undefined ? processCpu(o.serverPid) : undefined;
-    const serverRss1 = o.serverPid !== undefined ? processRssMb(o.serverPid) : undefined;
-    const mem1 = process.memoryUsage();
+    const server1 = o.serverPid !== undefined ? processTreeSample(o.serverPid) : undefined;
 
     const stoppedBy: StoppedBy = stopping
       ? 'interrupted'
@@ -245,19 +264,18 @@ export async function runBench(o: BenchOptions, hooks: RunHooks = {}): Promise<B
       authorizations: { validated: stats.authzValidated, reused: stats.authzReused, mode: authorizationMode(stats.authzValidated, stats.authzReused) },
       validationRequests: responder.served - validationsBefore,
       connections: { measured: http.connections - connectionsBefore, total: http.connections },
+      memory: { intervalSeconds: memory.intervalMs / 1000, ...memory.summary(), samples: [...memory.samples] },
       generator: {
         cpuSeconds: Math.round(cpuSeconds * 1000) / 1000,
         cpuMsPerFlow: stats.completed > 0 ? Math.round(((cpuSeconds * 1000) / stats.completed) * 1000) / 1000 : null,
-        rssMb: { start: mb(mem0.rss), end: mb(mem1.rss) },
-        heapMb: { start: mb(mem0.heapUsed), end: mb(mem1.heapUsed) },
       },
       server:
         o.serverPid !== undefined && serverCpu !== undefined
           ? {
               pid: o.serverPid,
+              processes: server1!.processes,
               cpuSeconds: Math.round(serverCpu * 1000) / 1000,
               cpuMsPerIssuance: stats.completed > 0 ? Math.round(((serverCpu * 1000) / stats.completed) * 1000) / 1000 : null,
-              rssMb: { start: serverRss0 ?? null, end: serverRss1 ?? null },
             }
           : null,
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${os.platform()} ${os.release()}` },

@@ -6,7 +6,6 @@
  * newNonce is needed only at the start and after an answer without one.
  */
 import { performance } from 'node:perf_hooks';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { AuthorizationJson, Directory, Identifier, OrderJson, ProblemJson } from '../protocol/types.js';
 import { checkCertificate } from './certificate.js';
 import { freshCsr } from './csr.js';
@@ -34,8 +33,8 @@ export interface FlowSettings {
   honourRetryAfter: boolean;
   /** A flow that has not finished polling after this long fails with kind timeout. */
   flowTimeoutMs: number;
-  /** Aborted when the run is stopped for good: requests and waits end at once. */
-  signal: AbortSignal;
+  /** Waits (polls, Retry-After); rejects at once when the run is stopped for good. */
+  sleep: (ms: number) => Promise<void>;
 }
 
 function problemOf(r: BenchResponse, what: string): BenchError {
@@ -83,7 +82,7 @@ export class VirtualClient {
   async #newNonce(stats: PhaseStats): Promise<string> {
     stats.requests++;
     stats.newNonces++;
-    const r = await this.#s.http.request('HEAD', this.#s.directory.newNonce, undefined, this.#s.signal);
+    const r = await this.#s.http.request('HEAD', this.#s.directory.newNonce, undefined);
     if (!r.nonce) throw new BenchError('badResponse', `newNonce: HTTP ${r.status} without a Replay-Nonce`);
     return r.nonce;
   }
@@ -96,7 +95,7 @@ export class VirtualClient {
       const body = this.#signer.body(url, nonce, this.#kid ?? null, payload);
       stats.requests++;
       stats.signedPosts++;
-      const r = await this.#s.http.request('POST', url, body, this.#s.signal);
+      const r = await this.#s.http.request('POST', url, body);
       if (r.nonce) this.#nonce = r.nonce;
       if (r.status < 400) return r;
       const err = problemOf(r, what);
@@ -108,7 +107,7 @@ export class VirtualClient {
         }
         if (this.#s.honourRetryAfter && (r.status === 429 || r.status === 503) && r.retryAfter !== undefined && r.retryAfter <= MAX_RETRY_AFTER_SECONDS) {
           stats.retries++;
-          await delay(r.retryAfter * 1000, undefined, { signal: this.#s.signal });
+          await this.#s.sleep(r.retryAfter * 1000);
           continue;
         }
       }
@@ -171,7 +170,7 @@ export class VirtualClient {
       }
       while (pending.length > 0) {
         if (performance.now() + wait > deadline) throw new BenchError('timeout', `authorizations still pending after ${s.flowTimeoutMs} ms`);
-        await delay(wait, undefined, { signal: s.signal });
+        await s.sleep(wait);
         for (let i = pending.length - 1; i >= 0; i--) {
           const p = pending[i]!;
           stats.polls++;
@@ -196,7 +195,7 @@ export class VirtualClient {
     while (o.status === 'processing' || o.status === 'ready') {
       const wait = this.#wait(fr.retryAfter);
       if (performance.now() + wait > deadline) throw new BenchError('timeout', `the order is still ${o.status} after ${s.flowTimeoutMs} ms`);
-      await delay(wait, undefined, { signal: s.signal });
+      await s.sleep(wait);
       stats.polls++;
       fr = await this.#post(orderUrl, null, stats, 'order poll');
       o = json<OrderJson>(fr, 'order poll');

@@ -74,7 +74,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--honour-retry-after', "wait as long as the server's Retry-After says (at most 10 s) when polling, and retry 429/503 after it")
     .option('--http-port <port>', "port of the http-01 responder: the server's validation port (Anvil: validation.httpPort)", intIn('a port', 1, 65535), 80)
     .option('--http-address <addr>', "one address for the responder, e.g. 0.0.0.0 (default: each identifier's address)")
-    .option('--server-pid <pid>', 'pid of the server process on this machine: its CPU per issuance is reported (Linux)', intIn('a pid', 1, 2 ** 22))
+    .option('--server-pid <pid>', 'pid of the server on this machine (its child processes, e.g. --workers, included): its CPU per issuance is reported (Linux)', intIn('a pid', 1, 2 ** 22))
     .option('--flow-timeout <s>', 'a flow still polling after this long fails with kind "timeout"', secondsIn(1, 600), 60)
     .option('--json', 'print the report as one JSON document')
     .addHelpText(
