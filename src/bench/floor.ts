@@ -15,8 +15,8 @@ import { freshCsr, sanAttribute } from './csr.js';
 import { bytesOf, childrenOf, readTlv } from './der.js';
 import { Es256Signer } from './jws.js';
 
-/** Size of a TBSCertificate of an Anvil leaf with one IP name, AIA, CRL DP and SCT-less extensions. */
-export const DEFAULT_TBS_BYTES = 560;
+/** Size of the TBSCertificate of an Anvil leaf with one IP name (595-byte certificate, P-256 CA). */
+export const DEFAULT_TBS_BYTES = 505;
 
 export interface CryptoFloorUnits {
   /** CPU microseconds of one ES256 JWS signature check (key already imported). */
