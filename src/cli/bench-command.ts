@@ -151,6 +151,10 @@ Examples:
         process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : formatReport(report));
         if (report.interrupted) process.exitCode = 130;
       } catch (e) {
+        if (stop.signal.aborted) {
+          process.stderr.write('anvil bench: interrupted while setting up, before any flow: no report\n');
+          process.exit(130);
+        }
         if (e instanceof BenchSetupError) {
           process.stderr.write(`anvil bench: ${e.message}\n`);
           process.exit(1);
