@@ -122,7 +122,7 @@ export class PhaseStats {
   requests = 0;
   /** JWS-signed POSTs (each one a signature check on the server). */
   signedPosts = 0;
-  /** HEAD newNonce (only when no nonce from an earlier response is at hand). */
+  /** GET newNonce (only when no nonce from an earlier response is at hand). */
   newNonces = 0;
   /** POST-as-GET polls of pending authorizations and orders. */
   polls = 0;

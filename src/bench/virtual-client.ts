@@ -2,8 +2,9 @@
  * One virtual client: an ES256 account registered once, then complete issuances one after another
  * (RFC 8555 §7.4): newOrder, each authorization, its http-01 challenge answered by the shared
  * responder, polls until valid, finalize with a fresh key and CSR, polls while processing,
- * download, and the certificate check. Nonces come from the previous answer (§6.5), so a HEAD
- * newNonce is needed only at the start and after an answer without one.
+ * download, and the certificate check. Nonces come from the previous answer (§6.5), so a
+ * newNonce is needed only at the start and after an answer without one. It is a GET (RFC 8555
+ * §7.2 allows GET and HEAD): undici closes the connection after every HEAD.
  */
 import { performance } from 'node:perf_hooks';
 import type { AuthorizationJson, Directory, Identifier, OrderJson, ProblemJson } from '../protocol/types.js';
@@ -82,7 +83,7 @@ export class VirtualClient {
   async #newNonce(stats: PhaseStats): Promise<string> {
     stats.requests++;
     stats.newNonces++;
-    const r = await this.#s.http.request('HEAD', this.#s.directory.newNonce, undefined);
+    const r = await this.#s.http.request('GET', this.#s.directory.newNonce, undefined);
     if (!r.nonce) throw new BenchError('badResponse', `newNonce: HTTP ${r.status} without a Replay-Nonce`);
     return r.nonce;
   }
