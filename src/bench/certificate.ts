@@ -14,18 +14,9 @@ import { parsePem } from '../lib/pem.js';
 import type { Identifier } from '../protocol/types.js';
 import { bytesOf, childrenOf, contentOf, DerError, oidText, readTlv, timeOf } from './der.js';
 import { ipBytes } from './csr.js';
+import { SIGNATURE_DIGESTS } from '../lib/signature-algorithms.js';
 import { BenchError } from './errors.js';
 
-/** Digest of each signature algorithm (RFC 5758, RFC 4055, RFC 8410); null: the algorithm has its own. */
-const SIGNATURE_DIGESTS: Record<string, string | null> = {
-  '1.2.840.10045.4.3.2': 'sha256',
-  '1.2.840.10045.4.3.3': 'sha384',
-  '1.2.840.10045.4.3.4': 'sha512',
-  '1.2.840.113549.1.1.11': 'sha256',
-  '1.2.840.113549.1.1.12': 'sha384',
-  '1.2.840.113549.1.1.13': 'sha512',
-  '1.3.101.112': null,
-};
 const OID_SUBJECT_ALT_NAME = '2.5.29.17';
 
 /** The parts of a certificate the check needs, as byte ranges of its DER. */

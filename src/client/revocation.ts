@@ -48,6 +48,7 @@ import { Agent, type Dispatcher } from 'undici';
 // and the client agree on what "private" means. (A client module importing a server one: checkAddress
 // would sit better in src/lib.)
 import { checkAddress } from '../server/validation/policy.js';
+import { SIGNATURE_DIGESTS } from '../lib/signature-algorithms.js';
 import { AcmeClientError } from './errors.js';
 import { fetchBounded } from './http.js';
 
@@ -108,15 +109,7 @@ const MAX_URLS = 2;
 const SHA1 = '1.3.14.3.2.26';
 const HASHES: Record<string, string> = { [SHA1]: 'sha1', '2.16.840.1.101.3.4.2.1': 'sha256', '2.16.840.1.101.3.4.2.2': 'sha384', '2.16.840.1.101.3.4.2.3': 'sha512' };
 /** Signature algorithms we verify: OID -> digest (null: built into the algorithm). */
-const SIGNATURES: Record<string, string | null> = {
-  '1.2.840.10045.4.3.2': 'sha256',
-  '1.2.840.10045.4.3.3': 'sha384',
-  '1.2.840.10045.4.3.4': 'sha512',
-  '1.2.840.113549.1.1.11': 'sha256',
-  '1.2.840.113549.1.1.12': 'sha384',
-  '1.2.840.113549.1.1.13': 'sha512',
-  '1.3.101.112': null,
-};
+const SIGNATURES = SIGNATURE_DIGESTS;
 
 class Unusable extends Error {}
 

@@ -11,10 +11,10 @@
  * workers and waits for them.
  */
 import cluster, { type Worker } from 'node:cluster';
-import net from 'node:net';
 import os from 'node:os';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { freePort } from '../lib/free-port.js';
 import type { ServerConfig } from './config.js';
 
 /** How many worker processes a `workers` setting means here. */
@@ -34,17 +34,6 @@ interface ConfigMessage {
 }
 
 export const isWorker = (): boolean => cluster.isWorker;
-
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const addr = s.address();
-      s.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /**
  * In a worker: the config the primary sends (re-validated by the caller). Resolves once; the

@@ -5,6 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { freePort } from '../lib/free-port.js';
 import { X509Certificate } from '../lib/x509.js';
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from '../lib/clock.js';
@@ -57,18 +58,6 @@ export function dbPathOf(config: ServerConfig): string | null {
 export function storeConfigOf(config: ServerConfig): StoreConfig {
   const s = config.storage;
   return s.type === 'sqlite' ? { type: 'sqlite', path: dbPathOf(config)! } : { type: 'postgres', url: s.url, poolSize: s.poolSize };
-}
-
-/** A free TCP port on `host`, so that URLs (and the AIA URL in certificates) are known before listening. */
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const addr = s.address();
-      s.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 function hostForUrl(host: string): string {
