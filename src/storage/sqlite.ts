@@ -29,6 +29,25 @@ class ImmediateSqliteDialect extends SqliteDialect {
 }
 
 /**
+ * kysely prepares every query it runs; the server runs the same few dozen statements over and
+ * over, and preparing costs more than running them. Prepared statements are kept by SQL text
+ * (bounded); better-sqlite3 runs a statement to completion synchronously, so sharing one is safe.
+ */
+function cacheStatements(sqlite: Database.Database): void {
+  const prepare = sqlite.prepare.bind(sqlite);
+  const cache = new Map<string, Database.Statement>();
+  sqlite.prepare = ((source: string) => {
+    let st = cache.get(source);
+    if (!st) {
+      st = prepare(source);
+      if (cache.size >= 500) cache.delete(cache.keys().next().value!);
+      cache.set(source, st);
+    }
+    return st;
+  }) as typeof sqlite.prepare;
+}
+
+/**
  * Opens (creating if needed) a SQLite database set up as every Anvil database is: file 0600 in a
  * 0700 directory (it holds secrets or their hashes), WAL, synchronous=FULL, foreign keys, a busy
  * timeout; then runs `migrations`, recorded in the `ledger` table.
@@ -47,6 +66,7 @@ export async function openSqliteDatabase(
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
+    cacheStatements(sqlite);
   } catch (e) {
     sqlite.close();
     throw e;

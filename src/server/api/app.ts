@@ -141,6 +141,20 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     );
   });
 
+  // Imported account keys, by account and key thumbprint (a rollover changes the thumbprint): the
+  // import costs as much as the signature check. Bounded; the oldest entries go first.
+  const keyObjects = new Map<string, ReturnType<typeof importAccountKey>>();
+  function accountKeyObject(a: AccountRecord): ReturnType<typeof importAccountKey> {
+    const k = `${a.id}|${a.thumbprint}`;
+    let o = keyObjects.get(k);
+    if (!o) {
+      o = importAccountKey(a.jwk);
+      if (keyObjects.size >= 10_000) keyObjects.delete(keyObjects.keys().next().value!);
+      keyObjects.set(k, o);
+    }
+    return o;
+  }
+
   // Every ACME response carries a fresh nonce and a link to the directory (RFC 8555 §6.5, §7.1).
   async function acmeHeaders(reply: FastifyReply, links: string[] = []): Promise<void> {
     reply.header('Replay-Nonce', await authority.newNonce());
@@ -203,7 +217,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       if (!h.kid.startsWith(prefix)) throw new AcmeProblem('accountDoesNotExist', 'the "kid" is not an account URL of this CA');
       const account = await authority.accountForKid(h.kid.slice(prefix.length));
       checkAlgFitsKey(h.alg, account.jwk);
-      keyObj = importAccountKey(account.jwk);
+      keyObj = accountKeyObject(account);
       key = { kind: 'kid', account };
       accountOf.set(req, account.id);
     } else {
