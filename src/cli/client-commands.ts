@@ -14,7 +14,7 @@ import { AcmeApi, type ExternalAccountBinding } from '../client/api.js';
 import { KNOWN_CAS } from '../client/directories.js';
 import { AcmeClientError, AcmeProblemError } from '../client/errors.js';
 import { parseHookCommand, runHooks, type HookContext } from '../client/hooks.js';
-import { openAccount, rolloverAccount } from '../client/flows/account.js';
+import { openAccount, rolloverAccount, type OpenAccountOptions } from '../client/flows/account.js';
 import { issueToLineage } from '../client/flows/lineage.js';
 import { decideLineage } from '../client/renewal/runner.js';
 import { AcmeHttp } from '../client/http.js';
@@ -150,6 +150,16 @@ async function eabFrom(o: { eabKid?: string; eabHmacKey?: string; eabHmacKeyFile
 /** `-m ops@example.com` as an ACME contact URL (RFC 8555 §7.3: mailto:). */
 function mailtos(emails: string[] = []): string[] {
   return emails.map((e) => (e.startsWith('mailto:') ? e : `mailto:${e}`));
+}
+
+/** What a new account is registered with, from the command's flags (EAB only for the CA that gave it). */
+async function newAccountFrom(
+  o: { email?: string[]; agreeTos?: boolean; eabKid?: string; eabHmacKey?: string; eabHmacKeyFile?: string },
+  alg: AccountKeyAlg,
+  withEab = true,
+): Promise<NonNullable<OpenAccountOptions['create']>> {
+  const eab = withEab ? await eabFrom(o) : undefined;
+  return { contact: mailtos(o.email), agreeTos: Boolean(o.agreeTos), ...(eab ? { eab } : {}), alg };
 }
 
 function parseIdentifiers(values: string[]): Identifier[] {
@@ -380,17 +390,11 @@ async function issue(o: IssueOpts): Promise<void> {
     http = await makeHttp(o);
     built = await solversFor(solver, step);
     const solvers = built.solvers;
-    const eab = await eabFrom(o);
     const { api, account, created } = await openAccount({
       store: new AccountStore(root),
       http,
       name: o.account,
-      create: {
-        contact: mailtos(o.email),
-        agreeTos: Boolean(o.agreeTos),
-        ...(eab ? { eab } : {}),
-        alg: o.accountKeyType,
-      },
+      create: await newAccountFrom(o, o.accountKeyType),
       onStep: step,
     });
     if (created) step(`registered account ${account.url}`);
@@ -412,7 +416,7 @@ async function issue(o: IssueOpts): Promise<void> {
           store: new AccountStore(root),
           http: fbHttp,
           name: o.account,
-          create: { contact: mailtos(o.email), agreeTos: Boolean(o.agreeTos), alg: o.accountKeyType },
+          create: await newAccountFrom(o, o.accountKeyType, false),
           onStep: step,
         });
         if (fb.created) step(`registered account ${fb.account.url} at fallback ${server}`);
@@ -594,17 +598,11 @@ ${EXIT_HELP}`,
   ).action(async (o: ClientOpts & { email?: string[]; agreeTos?: boolean; eabKid?: string; eabHmacKey?: string; eabHmacKeyFile?: string; keyType: AccountKeyAlg }) => {
     const http = await makeHttp(o);
     try {
-      const eab = await eabFrom(o);
       const r = await openAccount({
         store: new AccountStore(storeRoot(o)),
         http,
         name: o.account,
-        create: {
-          contact: mailtos(o.email),
-          agreeTos: Boolean(o.agreeTos),
-          ...(eab ? { eab } : {}),
-          alg: o.keyType,
-        },
+        create: await newAccountFrom(o, o.keyType),
         onStep: progress(o),
       });
       out(o, r.account, `${r.created ? 'Registered' : 'Already registered:'} ${r.account.url} (${r.account.alg}) at ${o.server}\n`);

@@ -7,7 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Clock } from '../../src/lib/clock.js';
-import { silentLogger } from '../../src/lib/logger.js';
+import { silentLogger, type Logger } from '../../src/lib/logger.js';
+import type { Random } from '../../src/lib/random.js';
 import { AcmeProblem } from '../../src/protocol/problems.js';
 import { parseServerConfig } from '../../src/server/config.js';
 import { startServer, type RunningServer } from '../../src/server/main.js';
@@ -46,7 +47,7 @@ export interface TestServer {
 
 export async function startTestServer(
   extra: Record<string, unknown> = {},
-  deps: { clock?: Clock; realValidation?: boolean } = {},
+  deps: { clock?: Clock; realValidation?: boolean; validator?: Validator; logger?: Logger; testingRandom?: Random } = {},
 ): Promise<TestServer> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'anvil-test-'));
   const config = parseServerConfig({
@@ -58,9 +59,10 @@ export async function startTestServer(
   });
   const validator = new FakeValidator();
   const srv = await startServer(config, {
-    logger: silentLogger(),
-    ...(deps.realValidation ? {} : { validator }),
+    logger: deps.logger ?? silentLogger(),
+    ...(deps.realValidation ? {} : { validator: deps.validator ?? validator }),
     ...(deps.clock ? { clock: deps.clock } : {}),
+    ...(deps.testingRandom ? { testingRandom: deps.testingRandom } : {}),
   });
   return {
     srv,

@@ -6,8 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { JWK } from 'jose';
@@ -16,16 +14,16 @@ import { AcmeClientError, AcmeProblemError } from '../../src/client/errors.js';
 import { obtainCertificate } from '../../src/client/flows/issue.js';
 import { AcmeHttp, type HttpOptions } from '../../src/client/http.js';
 import { StandaloneHttp01 } from '../../src/client/solvers/http01.js';
-import { createLogger, silentLogger } from '../../src/lib/logger.js';
+import { createLogger } from '../../src/lib/logger.js';
 import type { Random } from '../../src/lib/random.js';
 import type { Identifier } from '../../src/protocol/types.js';
 import { chance } from '../../src/server/authority/testing-faults.js';
 import { ConfigError, parseServerConfig } from '../../src/server/config.js';
-import { startServer, type RunningServer } from '../../src/server/main.js';
+import type { RunningServer } from '../../src/server/main.js';
 import type { Validator } from '../../src/server/validation/types.js';
 import { FakeDns } from '../helpers/fake-dns.js';
 import { readyOrder, makeCsr, waitFor } from '../helpers/flow.js';
-import { FakeValidator } from '../helpers/in-process.js';
+import { FakeValidator, startTestServer } from '../helpers/in-process.js';
 import { verifyChain } from '../helpers/openssl.js';
 import { freePort } from '../helpers/ports.js';
 import { assertProblem } from '../helpers/problems.js';
@@ -55,33 +53,16 @@ async function startChaos(
   extra: Record<string, unknown>,
   opts: { seed: string; validator?: Validator | 'real'; log?: boolean },
 ): Promise<ChaosServer> {
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'anvil-chaos-'));
   const records: Array<Record<string, unknown>> = [];
-  const config = parseServerConfig({
-    dataDir,
-    listen: { host: '127.0.0.1', port: 0 },
-    tls: { enabled: false },
-    log: { level: 'silent' },
-    ...extra,
-  });
-  const validator = new FakeValidator();
   const logger = opts.log
     ? createLogger({ level: 'info', destination: { write: (s: string) => void records.push(JSON.parse(s) as Record<string, unknown>) } })
-    : silentLogger();
-  const srv = await startServer(config, {
-    logger,
+    : undefined;
+  const ts = await startTestServer(extra, {
     testingRandom: seededRandom(opts.seed),
-    ...(opts.validator === 'real' ? {} : { validator: opts.validator ?? validator }),
+    ...(logger ? { logger } : {}),
+    ...(opts.validator === 'real' ? { realValidation: true } : opts.validator ? { validator: opts.validator } : {}),
   });
-  return {
-    srv,
-    validator,
-    records,
-    async stop() {
-      await srv.close();
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
+  return { srv: ts.srv, validator: ts.validator, records, stop: () => ts.stop() };
 }
 
 function newSigner() {

@@ -203,6 +203,18 @@ interface Planned {
 
 type ResultBase = Pick<LineageResult, 'name' | 'rule' | 'reason' | 'server' | 'caIndex'>;
 
+/** One renewal attempt of a lineage at one CA: what its failure handling needs. */
+interface Attempt {
+  p: Planned;
+  base: ResultBase;
+  ca: CaRef;
+  cas: CaRef[];
+  attemptAt: Date;
+  ctx: Omit<HookContext, 'event' | 'files'>;
+  hookOpts: { timeoutMs?: number };
+  o: RunOptions;
+}
+
 /** Raised by the precheck when the live certificate is no longer the one planned. */
 class Superseded extends Error {}
 
@@ -801,14 +813,14 @@ export class RenewalRunner {
         }
       }
 
-      if (failure instanceof AcmeClientError && failure.code === 'LOCKED') return this.#locked(p, base, ca, cas, failure, attemptAt, ctx, hookOpts, o);
+      if (failure instanceof AcmeClientError && failure.code === 'LOCKED') return this.#locked({ p, base, ca, cas, attemptAt, ctx, hookOpts, o }, failure);
       // Anything else than the lock ends a run of LOCKED results.
       if (p.state.lockedSince !== undefined) {
         delete p.state.lockedSince;
         p.dirty = true;
       }
       if (failure instanceof Superseded) return { ...base, status: 'skipped', hint: `${failure.message}; nothing to do`, ...this.#warnings(p) };
-      if (!issued) return this.#failed(p, base, ca, cas, failure, stage === 'ca', attemptAt, ctx, hookOpts, o);
+      if (!issued) return this.#failed({ p, base, ca, cas, attemptAt, ctx, hookOpts, o }, failure, stage === 'ca');
 
       // The new version went live. issueToLineage recorded it in the state file; take that record
       // (or make the same one, should its best-effort write have failed).
@@ -836,7 +848,7 @@ export class RenewalRunner {
         // The installer put the previous version back: the renewal did not take, so it counts as
         // a failure with backoff (the previous certificate is still due), counted on from before.
         p.state = { ...p.state, failures: before.failures, failuresAtCa: before.failuresAtCa, caIndex: before.caIndex };
-        const r = await this.#failed(p, { ...base }, ca, cas, after, false, attemptAt, ctx, hookOpts, o);
+        const r = await this.#failed({ p, base: { ...base }, ca, cas, attemptAt, ctx, hookOpts, o }, after, false);
         return { ...r, serial, renewed: false, hint: `${r.hint ?? ''} (the new certificate ${serial} stays in the archive)` };
       }
       if (after) return this.#afterFailure(p, { ...result, status: 'failed' }, after, ctx, hookOpts);
@@ -852,17 +864,8 @@ export class RenewalRunner {
    * is most likely stale (a process killed in a way that left it, on a system where its pid now
    * belongs to another process), and the lineage fails, loudly, with the lock file to remove.
    */
-  async #locked(
-    p: Planned,
-    base: ResultBase,
-    ca: CaRef,
-    cas: CaRef[],
-    e: AcmeClientError,
-    attemptAt: Date,
-    ctx: Omit<HookContext, 'event' | 'files'>,
-    hookOpts: { timeoutMs?: number },
-    o: RunOptions,
-  ): Promise<LineageResult> {
+  async #locked(a: Attempt, e: AcmeClientError): Promise<LineageResult> {
+    const { p, attemptAt, o } = a;
     const limit = o.lockedFailAfterMs ?? 3_600_000;
     if (p.state.lockedSince === undefined) {
       p.state.lockedSince = attemptAt.toISOString();
@@ -872,11 +875,11 @@ export class RenewalRunner {
     const lockedFor = attemptAt.getTime() - since.getTime();
     if (lockedFor <= limit) {
       const note = lockedFor > 0 ? ` (locked at every attempt since ${iso(since)})` : '';
-      return { ...base, status: 'skipped', hint: `${e.message}${note}`, ...this.#warnings(p) };
+      return { ...a.base, status: 'skipped', hint: `${e.message}${note}`, ...this.#warnings(p) };
     }
     const file = this.#d.store.lockFile(p.name);
     const err = new AcmeClientError('LOCKED', `${p.name} has been locked at every attempt since ${iso(since)} (${span(lockedFor)}): ${e.message}`);
-    const r = await this.#failed(p, base, ca, cas, err, false, attemptAt, ctx, hookOpts, o);
+    const r = await this.#failed(a, err, false);
     return {
       ...r,
       hint: `if no anvil process is working on ${p.name}, its lock is stale: remove ${file} and run anvil renew --force --cert ${p.name}; anvil tries again after ${iso(new Date(p.state.nextAttempt!))}`,
@@ -906,18 +909,8 @@ export class RenewalRunner {
     await this.#d.runHooks(cmds, { ...ctx, event: 'failure', error }, hookOpts).catch((e: Error) => p.warnings.push(`notify hook: ${e.message}`));
   }
 
-  async #failed(
-    p: Planned,
-    base: ResultBase,
-    ca: CaRef,
-    cas: CaRef[],
-    e: unknown,
-    atCa: boolean,
-    attemptAt: Date,
-    ctx: Omit<HookContext, 'event' | 'files'>,
-    hookOpts: { timeoutMs?: number },
-    opts: RunOptions,
-  ): Promise<LineageResult> {
+  async #failed(a: Attempt, e: unknown, atCa: boolean): Promise<LineageResult> {
+    const { p, base, ca, cas, attemptAt, ctx, hookOpts, o: opts } = a;
     const o = { backoffBaseMs: opts.backoffBaseMs ?? 60_000, backoffMaxMs: opts.backoffMaxMs ?? 86_400_000, fallbackAfter: Math.max(1, opts.fallbackAfter ?? 3) };
     const s = p.state;
     const info = errorInfo(e);
