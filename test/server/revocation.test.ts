@@ -81,6 +81,17 @@ function crlNumber(text: string): number {
   return Number(m[1]);
 }
 
+
+/** root.pem, intermediate.pem, cas.pem (both) and leaf.pem in `dir`, for openssl crl/ocsp. */
+async function writeOpensslFiles(caDir: string, dir: string, leaf: string): Promise<void> {
+  const root = await readFile(path.join(caDir, 'root.pem'), 'utf8');
+  const inter = await readFile(path.join(caDir, 'intermediate.pem'), 'utf8');
+  await writeFile(path.join(dir, 'root.pem'), root);
+  await writeFile(path.join(dir, 'intermediate.pem'), inter);
+  await writeFile(path.join(dir, 'cas.pem'), root + inter);
+  await writeFile(path.join(dir, 'leaf.pem'), leaf);
+}
+
 describe('revocation status: CRL and OCSP, checked with openssl', () => {
   let dataDir: string;
   let dir: string;
@@ -98,12 +109,7 @@ describe('revocation status: CRL and OCSP, checked with openssl', () => {
     await acme.register();
     leaf = leafOf((await issue(acme, ['rev.example.com'])).chain);
     serial = serialOf(leaf);
-    const root = await readFile(path.join(srv.caDir, 'root.pem'), 'utf8');
-    const inter = await readFile(path.join(srv.caDir, 'intermediate.pem'), 'utf8');
-    await writeFile(path.join(dir, 'root.pem'), root);
-    await writeFile(path.join(dir, 'intermediate.pem'), inter);
-    await writeFile(path.join(dir, 'cas.pem'), root + inter);
-    await writeFile(path.join(dir, 'leaf.pem'), leaf);
+    await writeOpensslFiles(srv.caDir, dir, leaf);
   });
   after(async () => {
     await srv?.close();
@@ -436,12 +442,7 @@ describe('revocation: every CA key algorithm', () => {
         const acme = await new RawAcme(srv.directoryUrl).init();
         await acme.register();
         const leaf = leafOf((await issue(acme, ['alg.example.com'])).chain);
-        const root = await readFile(path.join(srv.caDir, 'root.pem'), 'utf8');
-        const inter = await readFile(path.join(srv.caDir, 'intermediate.pem'), 'utf8');
-        await writeFile(path.join(dataDir, 'root.pem'), root);
-        await writeFile(path.join(dataDir, 'intermediate.pem'), inter);
-        await writeFile(path.join(dataDir, 'cas.pem'), root + inter);
-        await writeFile(path.join(dataDir, 'leaf.pem'), leaf);
+        await writeOpensslFiles(srv.caDir, dataDir, leaf);
         await revoke(acme, leaf, 5);
         const { text, verify } = await opensslCrl(dataDir, (await fetchCrl(srv.baseUrl)).der);
         assert.match(verify, /verify OK/);
@@ -449,6 +450,7 @@ describe('revocation: every CA key algorithm', () => {
         const out = await opensslOcsp(dataDir, ['-issuer', 'intermediate.pem', '-cert', 'leaf.pem', '-url', `${srv.baseUrl}/ocsp`]);
         assert.match(out, /Response verify OK/, out);
         assert.match(out, /leaf\.pem: revoked/, out);
+        const inter = await readFile(path.join(dataDir, 'intermediate.pem'), 'utf8');
         const r = await checkRevocation(leaf, inter, { timeoutMs: 5000 });
         assert.deepEqual([r.status, r.source, r.reason], ['revoked', 'ocsp', 5]);
       } finally {
