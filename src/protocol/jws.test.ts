@@ -69,3 +69,35 @@ test('problem documents use the table status and the ACME URN', () => {
   assert.equal(round.type, 'dns');
   assert.equal(round.subproblems?.[0]?.type, 'caa');
 });
+
+test('every supported algorithm verifies what jose signs; a changed byte, a DER ECDSA signature or a wrong length does not', async () => {
+  const keys = {
+    ES256: generateKeyPairSync('ec', { namedCurve: 'P-256' }),
+    ES384: generateKeyPairSync('ec', { namedCurve: 'P-384' }),
+    ES512: generateKeyPairSync('ec', { namedCurve: 'P-521' }),
+    RS256: generateKeyPairSync('rsa', { modulusLength: 2048 }),
+    EdDSA: generateKeyPairSync('ed25519'),
+  } as const;
+  for (const [alg, k] of Object.entries(keys)) {
+    const jwk = k.publicKey.export({ format: 'jwk' }) as JWK;
+    const signed = await new FlattenedSign(Buffer.from('{"n":1}')).setProtectedHeader({ alg, jwk, nonce: 'n', url: 'u' } as never).sign(k.privateKey);
+    const key = importAccountKey(jwk);
+    const parsed = parseJws(signed);
+    assert.deepEqual(parsePayload(await verifyJws(parsed, key)), { n: 1 }, alg);
+
+    const sig = Buffer.from(signed.signature, 'base64url');
+    sig[sig.length >> 1]! ^= 0x01;
+    await assert.rejects(verifyJws({ ...parsed, signatureB64: sig.toString('base64url') }, key), isProblem('malformed'), `${alg}: flipped bit`);
+    await assert.rejects(verifyJws({ ...parsed, payloadB64: Buffer.from('{"n":2}').toString('base64url') }, key), isProblem('malformed'), `${alg}: other payload`);
+    const short = Buffer.from(signed.signature, 'base64url').subarray(1).toString('base64url');
+    await assert.rejects(verifyJws({ ...parsed, signatureB64: short }, key), isProblem('malformed'), `${alg}: short signature`);
+  }
+  // RFC 7518 §3.4: an ECDSA JWS signature is r || s; the same signature in DER (what OpenSSL emits) is refused.
+  const k = keys.ES256;
+  const { createSign } = await import('node:crypto');
+  const jwk = k.publicKey.export({ format: 'jwk' }) as JWK;
+  const protectedB64 = Buffer.from(JSON.stringify({ alg: 'ES256', jwk, nonce: 'n', url: 'u' })).toString('base64url');
+  const der = createSign('sha256').update(`${protectedB64}.`).sign(k.privateKey);
+  const parsed = parseJws({ protected: protectedB64, payload: '', signature: der.toString('base64url') });
+  await assert.rejects(verifyJws(parsed, importAccountKey(jwk)), isProblem('malformed'));
+});

@@ -2,7 +2,7 @@
  * RFC 8555 §6.2 request authentication: flattened JWS parsing, algorithm and key checks, signature
  * verification. No I/O: the caller resolves `kid` to a key and consumes the nonce.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, flattenedVerify, type JWK } from 'jose';
 import { AcmeProblem } from './problems.js';
 
@@ -142,18 +142,37 @@ export function checkAlgFitsKey(alg: SupportedAlg, jwk: JWK): void {
   }
 }
 
-/** Verifies the signature with `key`; returns the payload bytes. Failure is malformed (SECURITY.md). */
+/**
+ * RFC 7518 §3: the digest of each algorithm, and the signature encoding node:crypto must expect
+ * (JWS ECDSA signatures are r || s, IEEE P1363, not DER).
+ */
+const VERIFY_PARAMS: Record<SupportedAlg, { digest: string | null; dsaEncoding?: 'ieee-p1363'; sigBytes?: number }> = {
+  ES256: { digest: 'sha256', dsaEncoding: 'ieee-p1363', sigBytes: 64 },
+  ES384: { digest: 'sha384', dsaEncoding: 'ieee-p1363', sigBytes: 96 },
+  ES512: { digest: 'sha512', dsaEncoding: 'ieee-p1363', sigBytes: 132 },
+  RS256: { digest: 'sha256' },
+  EdDSA: { digest: null },
+};
+
+/**
+ * Verifies the signature with `key` (already checked to fit the algorithm, checkAlgFitsKey);
+ * returns the payload bytes. Failure is malformed (SECURITY.md). node:crypto's one-shot verify is
+ * synchronous: on this path it costs less than a trip through WebCrypto's thread pool.
+ */
 export async function verifyJws(jws: ParsedJws, key: KeyObject): Promise<Buffer> {
-  try {
-    const r = await flattenedVerify(
-      { protected: jws.protectedB64, payload: jws.payloadB64, signature: jws.signatureB64 },
-      key,
-      { algorithms: [jws.header.alg] },
-    );
-    return Buffer.from(r.payload);
-  } catch {
-    throw new AcmeProblem('malformed', 'JWS signature verification failed');
+  const p = VERIFY_PARAMS[jws.header.alg];
+  const signature = Buffer.from(jws.signatureB64, 'base64url');
+  let ok = false;
+  if (p && (p.sigBytes === undefined || signature.length === p.sigBytes)) {
+    try {
+      const input = Buffer.from(`${jws.protectedB64}.${jws.payloadB64}`, 'ascii');
+      ok = cryptoVerify(p.digest, input, p.dsaEncoding ? { key, dsaEncoding: p.dsaEncoding } : key, signature);
+    } catch {
+      ok = false;
+    }
   }
+  if (!ok) throw new AcmeProblem('malformed', 'JWS signature verification failed');
+  return Buffer.from(jws.payloadB64, 'base64url');
 }
 
 /** Parses a verified payload: "" is POST-as-GET (null), otherwise a JSON object. */

@@ -1,8 +1,9 @@
 /**
  * StoreTx over kysely, written in dialect-neutral kysely so that SQLite and PostgreSQL share it.
  * Compare-and-set updates are `UPDATE ... WHERE id = ? AND status IN (...)` plus the row count.
- * Every check-and-change is one statement (consumeNonce's DELETE, useEabKey's UPDATE ... WHERE
- * uses < max_uses, putCrl's UPDATE ... WHERE number = ?), so it stays atomic where transactions run
+ * Every check-and-change is one statement (useNonce's INSERT ... ON CONFLICT DO NOTHING,
+ * useEabKey's UPDATE ... WHERE uses < max_uses, putCrl's UPDATE ... WHERE number = ?), so it stays
+ * atomic where transactions run
  * concurrently: under PostgreSQL's READ COMMITTED a second writer waits for the row, then evaluates
  * its WHERE again on the committed row, and changes nothing.
  */
@@ -41,18 +42,28 @@ export class KyselyStoreTx implements StoreTx {
   constructor(protected readonly db: Db) {}
 
   // ------------------------------------------------------------ nonces
-  async insertNonce(value: string, expires: Date): Promise<void> {
-    await this.db.insertInto('nonces').values({ value, expires: expires.getTime() }).execute();
-  }
-
-  async consumeNonce(value: string, now: Date): Promise<boolean> {
-    const r = await this.db.deleteFrom('nonces').where('value', '=', value).where('expires', '>', now.getTime()).executeTakeFirst();
-    return (r.numDeletedRows ?? 0n) > 0n;
+  async useNonce(value: string, expires: Date): Promise<boolean> {
+    const r = await this.db
+      .insertInto('used_nonces')
+      .values({ value, expires: expires.getTime() })
+      .onConflict((oc) => oc.column('value').doNothing())
+      .executeTakeFirst();
+    return (r.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
   async purgeExpired(now: Date): Promise<number> {
-    const r = await this.db.deleteFrom('nonces').where('expires', '<=', now.getTime()).executeTakeFirst();
+    const r = await this.db.deleteFrom('used_nonces').where('expires', '<=', now.getTime()).executeTakeFirst();
     return Number(r.numDeletedRows ?? 0n);
+  }
+
+  async serverSecret(name: string, fresh: () => Buffer): Promise<Buffer> {
+    await this.db
+      .insertInto('server_secrets')
+      .values({ name, value: fresh(), created_at: Date.now() })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+    const row = await this.db.selectFrom('server_secrets').select('value').where('name', '=', name).executeTakeFirstOrThrow();
+    return Buffer.from(row.value);
   }
 
   // ------------------------------------------------------------ accounts

@@ -170,6 +170,28 @@ export const MIGRATIONS: readonly Migration[] = [
       await db.schema.createIndex('certificates_replaces').unique().on('certificates').column('replaces_id').where('replaces_id', 'is not', null).execute();
     },
   },
+  {
+    version: 4,
+    name: 'stateless nonces: only used nonces are stored; server secrets',
+    async up(db) {
+      // Nonces are now authenticated by an HMAC (src/server/authority/nonces.ts): issuing one writes
+      // nothing, and only a used nonce is recorded, until it expires, so that it is accepted once.
+      await db.schema.dropTable('nonces').execute();
+      await db.schema
+        .createTable('used_nonces')
+        .addColumn('value', 'text', (c) => c.primaryKey())
+        .addColumn('expires', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('used_nonces_expires').on('used_nonces').column('expires').execute();
+      // Secrets every replica must share (the nonce HMAC key), created once by whichever starts first.
+      await db.schema
+        .createTable('server_secrets')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('value', binary(db), (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+  },
 ];
 
 /** The tables of `anvil dns` (src/storage/dns-store.ts), migrated with `migrate(db, DNS_MIGRATIONS, 'dns_schema_migrations')`. */

@@ -97,7 +97,7 @@ export async function openPostgresDatabase(
     dialect: new PostgresDialect({
       pool,
       // Statements outside a transaction too: under a stricter database default, a lost
-      // consumeNonce or compare-and-set would be a serialization error instead of `false`.
+      // useNonce or compare-and-set would be a serialization error instead of `false`.
       onCreateConnection: async (c) => {
         await c.executeQuery(CompiledQuery.raw('SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED'));
       },

@@ -94,9 +94,17 @@ export interface CrlsTable {
   der: Buffer;
 }
 
-export interface NoncesTable {
+/** A nonce that was used (RFC 8555 §6.5), kept until it expires so that it is accepted only once. */
+export interface UsedNoncesTable {
   value: string;
   expires: number;
+}
+
+/** Secrets every replica shares, by name (the nonce HMAC key). */
+export interface ServerSecretsTable {
+  name: string;
+  value: Buffer;
+  created_at: number;
 }
 
 export interface EabKeysTable {
@@ -151,7 +159,8 @@ export interface Database {
   challenges: ChallengesTable;
   certificates: CertificatesTable;
   crls: CrlsTable;
-  nonces: NoncesTable;
+  used_nonces: UsedNoncesTable;
+  server_secrets: ServerSecretsTable;
   eab_keys: EabKeysTable;
   eab_uses: EabUsesTable;
   schema_migrations: SchemaMigrationsTable;

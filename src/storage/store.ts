@@ -156,10 +156,17 @@ export interface Page<T> {
 
 /** The operations available inside (and outside) a transaction. */
 export interface StoreTx {
-  // Nonces (RFC 8555 §6.5). consumeNonce is atomic: of two concurrent calls with one value, one wins.
-  insertNonce(value: string, expires: Date): Promise<void>;
-  consumeNonce(value: string, now: Date): Promise<boolean>;
+  // Nonces (RFC 8555 §6.5). The server authenticates the nonces it issues by themselves (an HMAC);
+  // the store only remembers which were used. useNonce records `value` as used until `expires` and
+  // says whether this call was the first: of concurrent calls with one value, exactly one gets true.
+  useNonce(value: string, expires: Date): Promise<boolean>;
+  /** Forgets used nonces that expired at or before `now` (they are refused by their expiry anyway). */
   purgeExpired(now: Date): Promise<number>;
+  /**
+   * The secret called `name`, shared by every process on this database; the first caller's
+   * `fresh()` value is stored and every caller, concurrent or later, gets that one.
+   */
+  serverSecret(name: string, fresh: () => Buffer): Promise<Buffer>;
 
   createAccount(a: AccountRecord): Promise<void>;
   getAccount(id: string): Promise<AccountRecord | null>;

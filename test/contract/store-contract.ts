@@ -152,16 +152,21 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       assert.equal(await s.updateChallenge(ch.id, { status: 'processing' }, ['pending']), false);
     });
 
-    test('of ten concurrent consumptions of one nonce, exactly one wins; expired nonces never do', async () => {
-      await s.insertNonce('n-race', at(1000));
-      const r = await Promise.all(Array.from({ length: 10 }, () => s.consumeNonce('n-race', at(0))));
+    test('of ten concurrent uses of one nonce, exactly one is the first; purged nonces are forgotten', async () => {
+      const r = await Promise.all(Array.from({ length: 10 }, () => s.useNonce('n-race', at(1000))));
       assert.equal(r.filter(Boolean).length, 1);
-      await s.insertNonce('n-old', at(1000));
-      assert.equal(await s.consumeNonce('n-old', at(1000)), false);
-      assert.equal(await s.consumeNonce('never-issued', at(0)), false);
-      await s.insertNonce('n-purge', at(5));
-      assert.ok((await s.purgeExpired(at(2000))) >= 2);
-      assert.equal(await s.consumeNonce('n-purge', at(0)), false);
+      assert.equal(await s.useNonce('n-race', at(1000)), false, 'used once is used');
+      assert.equal(await s.useNonce('n-other', at(5)), true);
+      assert.ok((await s.purgeExpired(at(5))) >= 1, 'expired at or before now: purged');
+      assert.equal(await s.useNonce('n-race', at(1000)), false, 'not expired: kept');
+      assert.equal(await s.useNonce('n-other', at(5)), true, 'purged: forgotten (the minter refuses it by its expiry)');
+    });
+
+    test('a server secret is created once: concurrent and later callers all get the first value', async () => {
+      const got = await Promise.all(Array.from({ length: 10 }, (_, i) => s.serverSecret('test-secret', () => Buffer.alloc(32, i + 1))));
+      for (const g of got) assert.ok(g.equals(got[0]!));
+      assert.ok((await s.serverSecret('test-secret', () => Buffer.alloc(32, 99))).equals(got[0]!));
+      assert.ok(!(await s.serverSecret('other-secret', () => Buffer.alloc(32, 99))).equals(got[0]!));
     });
 
     test('a certificate serial and an order certificate are unique', async () => {

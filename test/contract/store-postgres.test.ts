@@ -60,10 +60,14 @@ describe('PostgreSQL shared by replicas (two pools on one database)', { skip }, 
     const now = new Date();
     for (let round = 0; round < 5; round++) {
       const value = `nonce-${round}-${randomBytes(8).toString('hex')}`;
-      await r1.insertNonce(value, new Date(now.getTime() + 60_000));
-      const r = await Promise.all(Array.from({ length: 20 }, (_, i) => replica(i).consumeNonce(value, now)));
+      const r = await Promise.all(Array.from({ length: 20 }, (_, i) => replica(i).useNonce(value, new Date(now.getTime() + 60_000))));
       assert.equal(r.filter(Boolean).length, 1, `round ${round}`);
     }
+  });
+
+  test('the nonce key is created once for all replicas, of 20 concurrent first starts', async () => {
+    const keys = await Promise.all(Array.from({ length: 20 }, (_, i) => replica(i).serverSecret('race-secret', () => randomBytes(32))));
+    for (const k of keys) assert.ok(k.equals(keys[0]!));
   });
 
   test('an EAB key binds at most maxUses accounts, of 20 concurrent binds in transactions on both replicas', async () => {
@@ -213,8 +217,7 @@ describe('PostgreSQL migrations', { skip }, () => {
     const [r1, r2] = [await openPostgresStore(url), await openPostgresStore(url)];
     try {
       const now = new Date();
-      await r1.insertNonce('n-serializable', new Date(now.getTime() + 60_000));
-      const nonces = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? r1 : r2).consumeNonce('n-serializable', now)));
+      const nonces = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? r1 : r2).useNonce('n-serializable', new Date(now.getTime() + 60_000))));
       assert.equal(nonces.filter(Boolean).length, 1);
       const a = account();
       await r1.createAccount(a);

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { FlattenedSign, type JWK } from 'jose';
+import { FakeClock } from '../../src/lib/clock.js';
 import { issue } from '../helpers/flow.js';
 import { startTestServer, type TestServer } from '../helpers/in-process.js';
 import { assertProblem, ERR } from '../helpers/problems.js';
@@ -147,14 +148,21 @@ describe('requests and signatures', () => {
     assertProblem(await acme.post(acme.kid!, { nonce, payload: null }), 400, 'badNonce');
   });
 
-  test('an expired nonce is badNonce', async () => {
-    const short = await startTestServer({ acme: { nonceLifetimeSeconds: 10 } });
+  test('an expired nonce is badNonce; a forged or altered one is badNonce', async () => {
+    const clock = new FakeClock(Date.now());
+    const short = await startTestServer({ acme: { nonceLifetimeSeconds: 10 } }, { clock });
     try {
       const a = await new RawAcme(short.directoryUrl).init();
-      const nonce = await a.nonce();
-      // Expire it by moving the store's view of time: consume with a clock 11 s later.
-      const ok = await short.srv.store.consumeNonce(nonce, new Date(Date.now() + 11_000));
-      assert.equal(ok, false);
+      await a.register();
+      const expired = await a.nonce();
+      clock.advance(11_000);
+      assertProblem(await a.post(a.kid!, { nonce: expired, payload: null }), 400, 'badNonce');
+      // Same shape, another MAC: one changed character in the MAC part, and one in the expiry.
+      const good = await a.nonce();
+      const flip = (s: string, i: number) => s.slice(0, i) + (s[i] === 'A' ? 'B' : 'A') + s.slice(i + 1);
+      assertProblem(await a.post(a.kid!, { nonce: flip(good, 30), payload: null }), 400, 'badNonce');
+      assertProblem(await a.post(a.kid!, { nonce: flip(good, 2), payload: null }), 400, 'badNonce');
+      assert.equal((await a.post(a.kid!, { nonce: good, payload: null })).status, 200, 'the unaltered nonce still works once');
     } finally {
       await short.stop();
     }

@@ -3,6 +3,7 @@
  * revocation. The only part that changes CA state, always through one store transaction per request.
  * It knows nothing of HTTP: the API layer turns records into JSON and URLs.
  */
+import { randomBytes } from 'node:crypto';
 import type { JWK } from 'jose';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
@@ -30,6 +31,7 @@ import type {
 import type { Profile, Profiles } from '../issuance/profiles.js';
 import type { CsrInfo, IssuancePlan, IssuedCertificate } from '../issuance/types.js';
 import type { Validator } from '../validation/types.js';
+import { NonceMinter } from './nonces.js';
 import { checkPolicy, type IdentifierPolicy } from './policy.js';
 import { chance } from './testing-faults.js';
 
@@ -171,6 +173,7 @@ export class Authority {
   readonly #queue: string[] = [];
   readonly #idle = new Set<() => void>();
   #closed = false;
+  #nonces: Promise<NonceMinter> | undefined;
 
   constructor(deps: AuthorityDeps) {
     this.#store = deps.store;
@@ -199,16 +202,26 @@ export class Authority {
 
   // ---------------------------------------------------------------- nonces (RFC 8555 §7.2)
 
-  async newNonce(): Promise<string> {
-    const value = this.#random.bytes(16).toString('base64url');
-    await this.#store.insertNonce(value, new Date(this.#now().getTime() + this.#cfg.nonceLifetimeSeconds * 1000));
-    return value;
+  /** The minter, with the key every process on this database shares (created by the first). */
+  #minter(): Promise<NonceMinter> {
+    this.#nonces ??= this.#store.serverSecret('nonce-hmac-sha256', () => randomBytes(32)).then(
+      (key) => new NonceMinter(key, this.#random),
+      (e: unknown) => {
+        this.#nonces = undefined;
+        throw e;
+      },
+    );
+    return this.#nonces;
   }
 
-  /** True if the nonce was issued by this CA, has not expired, and was not used before. Atomic. */
+  async newNonce(): Promise<string> {
+    return (await this.#minter()).mint(new Date(this.#now().getTime() + this.#cfg.nonceLifetimeSeconds * 1000));
+  }
+
+  /** True if the nonce was issued by this CA (any replica), has not expired, and was not used before. Atomic. */
   async consumeNonce(value: string): Promise<boolean> {
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(value)) return false;
-    return this.#store.consumeNonce(value, this.#now());
+    const expires = (await this.#minter()).check(value, this.#now());
+    return expires !== null && this.#store.useNonce(value, expires);
   }
 
   // ---------------------------------------------------------------- accounts (RFC 8555 §7.3)
