@@ -7,7 +7,7 @@
  * concurrently: under PostgreSQL's READ COMMITTED a second writer waits for the row, then evaluates
  * its WHERE again on the committed row, and changes nothing.
  */
-import type { IsolationLevel, Kysely, Transaction } from 'kysely';
+import { sql, type IsolationLevel, type Kysely, type Transaction } from 'kysely';
 import type { JWK } from 'jose';
 import type { ProblemDocument } from '../protocol/problems.js';
 import type { Identifier } from '../protocol/types.js';
@@ -615,6 +615,94 @@ export interface KyselyStoreOptions {
   attempts?: number;
   /** Set on each transaction (PostgreSQL); unset: the database's default (SQLite has one level). */
   isolationLevel?: IsolationLevel;
+  /**
+   * Group commit (SQLite, one connection): transactions that are ready together run one after the
+   * other inside one database transaction, each in a savepoint of its own, and share one commit,
+   * hence one fsync; writes outside a transaction join too. Each caller still hears of its
+   * transaction only once that commit is on disk, and a transaction that throws is rolled back to
+   * its savepoint without touching the others. Isolation is unchanged: they still run one at a time.
+   */
+  groupCommit?: { maxBatch?: number };
+}
+
+/** Methods of StoreTx that only read; every other one writes (and joins a group commit). */
+const READS = /^(get|list|count|find|has|ordersFor)/;
+
+interface Job {
+  fn: (tx: StoreTx) => Promise<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** See KyselyStoreOptions.groupCommit. */
+class GroupCommitter {
+  readonly #queue: Job[] = [];
+  #draining: Promise<void> | null = null;
+
+  constructor(
+    private readonly kysely: Kysely<Database>,
+    private readonly maxBatch: number,
+  ) {}
+
+  run<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.#draining ??= this.#drain().finally(() => {
+        this.#draining = null;
+      });
+    });
+  }
+
+  /** Resolves when every queued transaction has settled. */
+  async idle(): Promise<void> {
+    while (this.#draining) await this.#draining;
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length) {
+      await this.kysely.connection().execute((conn) => this.#batch(conn));
+    }
+  }
+
+  async #batch(conn: Kysely<Database>): Promise<void> {
+    const taken: Job[] = [];
+    const settle: Array<() => void> = [];
+    try {
+      await sql`begin immediate`.execute(conn);
+    } catch (e) {
+      // The database is locked past busy_timeout or unwritable: the waiting transactions fail.
+      for (const job of this.#queue.splice(0)) job.reject(e);
+      return;
+    }
+    try {
+      for (;;) {
+        while (this.#queue.length && taken.length < this.maxBatch) {
+          const job = this.#queue.shift()!;
+          taken.push(job);
+          await sql`savepoint anvil_gc`.execute(conn);
+          try {
+            const v = await job.fn(new KyselyStoreTx(conn));
+            await sql`release anvil_gc`.execute(conn);
+            settle.push(() => job.resolve(v));
+          } catch (e) {
+            await sql`rollback to anvil_gc`.execute(conn);
+            await sql`release anvil_gc`.execute(conn);
+            settle.push(() => job.reject(e));
+          }
+        }
+        if (taken.length >= this.maxBatch) break;
+        // Requests that became ready in this turn of the event loop join before the one commit.
+        await new Promise<void>((r) => setImmediate(r));
+        if (!this.#queue.length) break;
+      }
+      await sql`commit`.execute(conn);
+    } catch (e) {
+      await sql`rollback`.execute(conn).catch(() => {});
+      for (const job of taken) job.reject(e);
+      return;
+    }
+    for (const s of settle) s();
+  }
 }
 
 /** A Store over a kysely instance (any dialect). */
@@ -622,6 +710,7 @@ export class KyselyStore extends KyselyStoreTx implements Store {
   readonly #retryable: (e: unknown) => boolean;
   readonly #attempts: number;
   readonly #isolationLevel: IsolationLevel | undefined;
+  readonly #group: GroupCommitter | undefined;
 
   constructor(
     private readonly kysely: Kysely<Database>,
@@ -632,9 +721,22 @@ export class KyselyStore extends KyselyStoreTx implements Store {
     this.#retryable = opts.retryable ?? (() => false);
     this.#attempts = Math.max(1, opts.attempts ?? 3);
     this.#isolationLevel = opts.isolationLevel;
+    if (opts.groupCommit) {
+      const group = new GroupCommitter(kysely, Math.max(1, opts.groupCommit.maxBatch ?? 256));
+      this.#group = group;
+      // A write outside a transaction is a transaction of one statement: it joins the group too.
+      for (const name of Object.getOwnPropertyNames(KyselyStoreTx.prototype)) {
+        if (name === 'constructor' || READS.test(name)) continue;
+        const m = name as keyof StoreTx;
+        Object.defineProperty(this, m, {
+          value: (...args: unknown[]) => group.run((tx) => (tx[m] as (...a: unknown[]) => Promise<unknown>)(...args)),
+        });
+      }
+    }
   }
 
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    if (this.#group) return this.#group.run(fn);
     for (let attempt = 1; ; attempt++) {
       try {
         const begin = this.#isolationLevel ? this.kysely.transaction().setIsolationLevel(this.#isolationLevel) : this.kysely.transaction();
@@ -646,6 +748,7 @@ export class KyselyStore extends KyselyStoreTx implements Store {
   }
 
   async close(): Promise<void> {
+    await this.#group?.idle();
     await this.kysely.destroy();
     await this.onClose();
   }

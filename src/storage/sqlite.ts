@@ -83,5 +83,5 @@ export async function openSqliteDatabase(
 
 /** The CA's store (it holds EAB HMAC keys). */
 export async function openSqliteStore(file: string): Promise<Store> {
-  return new KyselyStore(await openSqliteDatabase(file));
+  return new KyselyStore(await openSqliteDatabase(file), undefined, { groupCommit: {} });
 }

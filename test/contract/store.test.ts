@@ -5,6 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import { KyselyStore } from '../../src/storage/kysely-store.js';
+import type { Database as Schema } from '../../src/storage/schema.js';
 import { MIGRATIONS } from '../../src/storage/migrations.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
 import { account, runStoreContract } from './store-contract.js';
@@ -61,5 +64,67 @@ describe('SQLite file store', () => {
     db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, ?, 0)').run('future');
     db.close();
     await assert.rejects(openSqliteStore(file), (e: unknown) => (e as { code?: string }).code === 'SCHEMA_TOO_NEW');
+  });
+});
+
+describe('SQLite group commit', () => {
+  /** A store on `file` whose kysely counts the COMMITs it runs. */
+  async function counted(file: string): Promise<{ store: KyselyStore; commits: () => number }> {
+    await (await openSqliteStore(file)).close(); // creates and migrates the file
+    const sqlite = new Database(file);
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = FULL');
+    let commits = 0;
+    const db = new Kysely<Schema>({
+      dialect: new SqliteDialect({ database: sqlite }),
+      log: (e) => {
+        if (e.level === 'query' && /^commit$/i.test(e.query.sql)) commits++;
+      },
+    });
+    return { store: new KyselyStore(db, undefined, { groupCommit: {} }), commits: () => commits };
+  }
+
+  test('transactions ready together share one commit; one that throws is rolled back alone', async () => {
+    const { store, commits } = await counted(path.join(dir, 'group.db'));
+    try {
+      const accounts = Array.from({ length: 40 }, () => account());
+      const failing = account();
+      const results = await Promise.allSettled([
+        ...accounts.map((a) => store.transaction(async (tx) => tx.createAccount(a))),
+        store.transaction(async (tx) => {
+          await tx.createAccount(failing);
+          throw new Error('changed my mind');
+        }),
+        ...accounts.slice(0, 5).map((a) => store.useNonce(`n-${a.id}`, new Date(Date.now() + 60_000))),
+      ]);
+      assert.equal(results.filter((r) => r.status === 'rejected').length, 1);
+      assert.match(String((results[40] as PromiseRejectedResult).reason), /changed my mind/);
+      assert.ok(commits() <= 3, `46 writers ready together, ${commits()} commits`);
+      for (const a of accounts) assert.deepEqual(await store.getAccount(a.id), a);
+      assert.equal(await store.getAccount(failing.id), null, 'rolled back to its savepoint');
+      assert.equal(await store.useNonce(`n-${accounts[0]!.id}`, new Date(Date.now() + 60_000)), false, 'the nonce use was committed');
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a transaction that fails on a constraint leaves the others of its batch intact; close waits for the queue', async () => {
+    const { store } = await counted(path.join(dir, 'group2.db'));
+    const a = account();
+    const twin = account({ thumbprint: a.thumbprint });
+    const b = account();
+    const pending = Promise.allSettled([store.createAccount(a), store.createAccount(twin), store.createAccount(b)]);
+    await store.close();
+    const [ra, rt, rb] = await pending;
+    assert.equal(ra.status, 'fulfilled');
+    assert.equal(rt.status, 'rejected', 'one key, one account');
+    assert.equal(rb.status, 'fulfilled');
+    const again = await openSqliteStore(path.join(dir, 'group2.db'));
+    try {
+      assert.deepEqual(await again.getAccount(b.id), b);
+      assert.equal(await again.getAccount(twin.id), null);
+    } finally {
+      await again.close();
+    }
   });
 });
