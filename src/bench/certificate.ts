@@ -12,7 +12,7 @@
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { parsePem } from '../lib/pem.js';
 import type { Identifier } from '../protocol/types.js';
-import { bytesOf, childrenOf, contentOf, DerError, oidText, readTlv, timeOf } from './der.js';
+import { bytesOf, childrenOf, contentOf, DerError, oidText, readTlv, timeOf } from '../lib/der.js';
 import { ipBytes } from './csr.js';
 import { SIGNATURE_DIGESTS } from '../lib/signature-algorithms.js';
 import { BenchError } from './errors.js';

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 import * as x509 from '../lib/x509.js';
 import { freshCsr, ipBytes, p256Spki, sanAttribute } from './csr.js';
-import { oid } from './der.js';
+import { oid } from '../lib/der.js';
 
 const run = promisify(execFile);
 const ids = [

@@ -8,7 +8,7 @@
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Identifier } from '../protocol/types.js';
-import { oid, seq, set, tlv } from './der.js';
+import { oid, seq, set, tlv } from '../lib/der.js';
 
 const OID_EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
 const OID_SUBJECT_ALT_NAME = '2.5.29.17';

@@ -12,7 +12,7 @@
  */
 import { generateKeyPairSync, randomBytes, sign, verify, createPublicKey, type KeyObject } from 'node:crypto';
 import { freshCsr, sanAttribute } from './csr.js';
-import { bytesOf, childrenOf, readTlv } from './der.js';
+import { bytesOf, childrenOf, readTlv } from '../lib/der.js';
 import { Es256Signer } from './jws.js';
 
 /** Size of the TBSCertificate of an Anvil leaf with one IP name (595-byte certificate, P-256 CA). */

@@ -10,7 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { toPem } from '../lib/pem.js';
 import { ipBytes, p256Spki } from './csr.js';
-import { bytesOf, childrenOf, oid, readTlv, seq, set, tlv } from './der.js';
+import { bytesOf, childrenOf, oid, readTlv, seq, set, tlv } from '../lib/der.js';
 
 export interface FakeFaults {
   /** Answer the first signed request of every account with badNonce (RFC 8555 §6.5). */

@@ -39,3 +39,14 @@ export async function verifyChain(chainPem: string, rootPem: string): Promise<st
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/** `openssl x509 -noout -text` of one PEM certificate. */
+export async function certificateText(pem: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-text-'));
+  try {
+    await writeFile(path.join(dir, 'cert.pem'), pem);
+    return (await run('openssl', ['x509', '-in', path.join(dir, 'cert.pem'), '-noout', '-text'])).stdout;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -2,22 +2,24 @@
  * The certificate authority proper (Boulder's CA): CA creation, CSR checks, the leaf profile and
  * signing. It knows nothing of accounts or HTTP.
  */
-import { createHash, createPublicKey, webcrypto } from 'node:crypto';
+import { createHash, createPublicKey, KeyObject, sign, verify, webcrypto } from 'node:crypto';
 import { access, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as x509 from '../../lib/x509.js';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
+import { bytesOf, childrenOf, expectTag, integerOf, readDer } from '../../lib/der.js';
+import { toPem } from '../../lib/pem.js';
 import { cryptoRandom, type Random } from '../../lib/random.js';
 import { canonicalIdentifier, sortIdentifiers } from '../../protocol/identifiers.js';
 import { AcmeProblem } from '../../protocol/problems.js';
 import type { Identifier } from '../../protocol/types.js';
+import { csrSignatureAlgorithm, importSpki, parseCsr, verifyKey, type CsrSignatureAlgorithm, type ParsedCsr } from './csr-der.js';
 import { exportPrivateKeyPem, generateKeyPair, importPrivateKeyPem, keyParams } from './keys.js';
+import { LeafTemplate, subjectNameOf } from './leaf-der.js';
 import type { CaInitOptions, CsrInfo, IssuancePlan, IssuedCertificate, KeyAlgorithm } from './types.js';
 
 const DAY = 86_400_000;
-const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
-const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 
 export const DEFAULT_CA_OPTIONS: CaInitOptions = {
   keyAlgorithm: 'ecdsa-p256',
@@ -202,7 +204,7 @@ export async function loadCa(dir: string, opts: LoadCaOptions = {}): Promise<Cer
 }
 
 /** Names a CSR asks for: SAN dNSName and iPAddress entries plus the subject CN. */
-function csrNames(csr: x509.Pkcs10CertificateRequest): Identifier[] {
+function csrNames(csr: ParsedCsr): Identifier[] {
   const out: Identifier[] = [];
   const bad: string[] = [];
   const add = (type: 'dns' | 'ip', value: string) => {
@@ -212,14 +214,11 @@ function csrNames(csr: x509.Pkcs10CertificateRequest): Identifier[] {
       bad.push(value);
     }
   };
-  // Looked up by OID: lookup by class fails when two copies of the library are loaded.
-  const san = csr.getExtension('2.5.29.17') as x509.SubjectAlternativeNameExtension | null;
-  for (const n of san?.names.items ?? []) {
-    if (n.type === 'dns') add('dns', n.value);
-    else if (n.type === 'ip') add('ip', n.value);
-    else throw new AcmeProblem('badCSR', `the CSR asks for a ${n.type} name; only DNS names and IP addresses are issued`);
+  for (const n of csr.names) {
+    if (n.type === 'other') throw new AcmeProblem('badCSR', `the CSR asks for a ${n.name} name; only DNS names and IP addresses are issued`);
+    add(n.type, n.value);
   }
-  for (const cn of csr.subjectName.getField('CN')) {
+  for (const cn of csr.commonNames) {
     add(/^[0-9.]+$|:/.test(cn) ? 'ip' : 'dns', cn);
   }
   if (bad.length) throw new AcmeProblem('badCSR', `the CSR has invalid names: ${bad.map((b) => JSON.stringify(b.slice(0, 80))).join(', ')}`);
@@ -233,13 +232,14 @@ export class CertificateAuthority {
   readonly #key: webcrypto.CryptoKey;
   readonly #alg: KeyAlgorithm;
   readonly #aki: x509.AuthorityKeyIdentifierExtension;
-  readonly #issuerUrl: string | undefined;
   readonly #clock: Clock;
   readonly #random: Random;
   readonly #backdateMs: number;
   readonly #allowEd25519: boolean;
-  readonly #crlUrl: string | undefined;
-  readonly #ocspUrl: string | undefined;
+  /** The issuing key for node:crypto's synchronous sign, and its digest. */
+  readonly #signingKey: KeyObject;
+  readonly #digest: string;
+  readonly #leaf: LeafTemplate;
 
   constructor(o: {
     rootPem: string;
@@ -261,13 +261,21 @@ export class CertificateAuthority {
     this.#key = o.key;
     this.#alg = o.alg;
     this.#aki = o.aki;
-    this.#issuerUrl = o.issuerUrl;
     this.#clock = o.clock ?? systemClock;
     this.#random = o.random ?? cryptoRandom;
     this.#backdateMs = Math.min(Math.max(o.backdateMs ?? 60_000, 0), 60_000);
     this.#allowEd25519 = o.allowEd25519 ?? false;
-    this.#crlUrl = o.crlUrl;
-    this.#ocspUrl = o.ocspUrl;
+    const params = keyParams(o.alg);
+    this.#signingKey = KeyObject.from(o.key);
+    this.#digest = params.digest;
+    this.#leaf = new LeafTemplate({
+      name: subjectNameOf(Buffer.from(o.intermediate.rawData)),
+      keyId: Buffer.from(o.aki.keyId ?? '', 'hex'),
+      signatureOid: params.signatureOid,
+      issuerUrl: o.issuerUrl,
+      ocspUrl: o.ocspUrl,
+      crlUrl: o.crlUrl,
+    });
   }
 
   get chainPem(): string {
@@ -295,22 +303,23 @@ export class CertificateAuthority {
 
   /** Every CSR check of SECURITY.md; returns the requested names and the key. */
   async checkCsr(csrDer: Buffer, opts: { accountKeySpki?: Buffer } = {}): Promise<CsrInfo> {
-    let csr: x509.Pkcs10CertificateRequest;
+    let csr: ParsedCsr;
+    let sigAlg: CsrSignatureAlgorithm;
     try {
-      csr = new x509.Pkcs10CertificateRequest(csrDer);
+      csr = parseCsr(csrDer);
+      sigAlg = csrSignatureAlgorithm(csr.signatureAlgorithm);
     } catch {
       throw new AcmeProblem('badCSR', 'the CSR does not parse as a PKCS#10 request (DER)');
     }
-    const sigAlg = csr.signatureAlgorithm as { name?: string; hash?: { name?: string } };
-    const hash = sigAlg.hash?.name?.toUpperCase() ?? '';
+    const hash = sigAlg.hash;
     // Ed25519 has its digest built in (RFC 8032); the key check below decides whether it is accepted.
-    if (sigAlg.name !== 'Ed25519' && !['SHA-256', 'SHA-384', 'SHA-512'].includes(hash)) {
+    if (!sigAlg.ed25519 && !['SHA-256', 'SHA-384', 'SHA-512'].includes(hash)) {
       throw new AcmeProblem('badCSR', `the CSR is signed with ${hash || 'an unknown digest'}; use SHA-256, SHA-384 or SHA-512`);
     }
-    const spki = Buffer.from(csr.publicKey.rawData);
+    const spki = csr.spki;
     let key;
     try {
-      key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+      key = importSpki(spki);
     } catch {
       throw new AcmeProblem('badCSR', "the CSR's public key does not parse");
     }
@@ -329,11 +338,15 @@ export class CertificateAuthority {
         `${key.asymmetricKeyType ?? 'this'} keys are not supported; use ECDSA P-256/P-384 or RSA${key.asymmetricKeyType === 'ed25519' ? ' (this CA does not accept Ed25519)' : ''}`,
       );
     }
+    // The algorithm must fit the key: node:crypto picks the scheme from the key alone, so an RSA
+    // signature labelled ECDSA (or the reverse) would otherwise be checked as what it is.
     let ok = false;
-    try {
-      ok = await csr.verify();
-    } catch {
-      ok = false;
+    if (sigAlg.keyType === key.asymmetricKeyType) {
+      try {
+        ok = verify(sigAlg.digest ?? null, csr.info, verifyKey(key, sigAlg), csr.signature);
+      } catch {
+        ok = false;
+      }
     }
     if (!ok) throw new AcmeProblem('badCSR', "the CSR's signature does not verify");
     // RFC 8555 §11.1: the certificate key must not be the account key.
@@ -342,7 +355,8 @@ export class CertificateAuthority {
     }
     const identifiers = csrNames(csr);
     if (identifiers.length === 0) throw new AcmeProblem('badCSR', 'the CSR names no DNS name or IP address');
-    return { identifiers, spki };
+    // A copy: the request body the CSR came from must not pin the whole buffer.
+    return { identifiers, spki: Buffer.from(spki) };
   }
 
   plan(input: { identifiers: Identifier[]; spki: Buffer; clientAuth: boolean; serverAuth?: boolean; lifetimeMs: number }): IssuancePlan {
@@ -364,53 +378,22 @@ export class CertificateAuthority {
 
   /** Signs a plan. Two signatures of one plan have identical TBS content apart from nothing: only the signature differs. */
   async sign(plan: IssuancePlan): Promise<IssuedCertificate> {
-    const publicKey = new x509.PublicKey(plan.spki);
-    const isRsa = createPublicKey({ key: plan.spki, format: 'der', type: 'spki' }).asymmetricKeyType === 'rsa';
-    const ekus = [...(plan.serverAuth === false ? [] : [OID_SERVER_AUTH]), ...(plan.clientAuth ? [OID_CLIENT_AUTH] : [])];
-    const extensions: x509.Extension[] = [
-      // RFC 5280 §4.2.1.9: end-entity certificates say CA:FALSE.
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      // RFC 5280 §4.2.1.3; keyEncipherment only makes sense for RSA key transport.
-      new x509.KeyUsagesExtension(
-        isRsa ? x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment : x509.KeyUsageFlags.digitalSignature,
-        true,
-      ),
-      new x509.ExtendedKeyUsageExtension(ekus, false),
-      await x509.SubjectKeyIdentifierExtension.create(publicKey),
-      this.#aki,
-      // RFC 5280 §4.2.1.6: with an empty subject the SAN extension is critical.
-      new x509.SubjectAlternativeNameExtension(
-        plan.identifiers.map((i): x509.JsonGeneralName => ({ type: i.type === 'ip' ? 'ip' : 'dns', value: i.value })),
-        !plan.commonName,
-      ),
-    ];
-    if (this.#issuerUrl || this.#ocspUrl) {
-      extensions.push(
-        new x509.AuthorityInfoAccessExtension({
-          ...(this.#ocspUrl ? { ocsp: [new x509.GeneralName('url', this.#ocspUrl)] } : {}),
-          ...(this.#issuerUrl ? { caIssuers: [new x509.GeneralName('url', this.#issuerUrl)] } : {}),
-        }),
-      );
-    }
-    if (this.#crlUrl) extensions.push(new x509.CRLDistributionPointsExtension([this.#crlUrl]));
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: plan.serial,
-      subject: plan.commonName ? caName(plan.commonName) : '',
-      issuer: this.#intermediate.subject,
-      notBefore: plan.notBefore,
-      notAfter: plan.notAfter,
-      signingAlgorithm: keyParams(this.#alg).signingAlgorithm,
-      publicKey,
-      signingKey: this.#key,
-      extensions,
-    });
-    return { der: Buffer.from(cert.rawData), chainPem: `${cert.toString('pem')}\n${this.intermediatePem}` };
+    const tbs = this.#leaf.tbs(plan);
+    // ECDSA signatures come out DER-encoded (dsaEncoding 'der'), as X.509 wants them (RFC 5758 §3.2).
+    const der = this.#leaf.certificate(tbs, sign(this.#digest, tbs, this.#signingKey));
+    return { der, chainPem: `${toPem('CERTIFICATE', der)}${this.intermediatePem}` };
   }
 
+  /** Serial and key of a DER certificate (RFC 5280 §4.1), or null when it is not one. */
   inspect(der: Buffer): { serial: string; spki: Buffer } | null {
     try {
-      const x = new x509.X509Certificate(der);
-      return { serial: serialHex(x.serialNumber), spki: Buffer.from(x.publicKey.rawData) };
+      const [tbs, alg, sig, ...rest] = childrenOf(der, expectTag(readDer(der), 0x30, 'Certificate'));
+      if (!alg || !sig || rest.length) return null;
+      const f = childrenOf(der, expectTag(tbs, 0x30, 'tbsCertificate'));
+      const at = f[0]?.tag === 0xa0 ? 1 : 0;
+      const serial = integerOf(der, expectTag(f[at], 0x02, 'serialNumber'));
+      const spki = expectTag(f[at + 5], 0x30, 'subjectPublicKeyInfo');
+      return { serial: serialHex(serial.toString('hex')), spki: Buffer.from(bytesOf(der, spki)) };
     } catch {
       return null;
     }

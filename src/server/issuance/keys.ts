@@ -12,18 +12,37 @@ export interface KeyParams {
   importParams: webcrypto.EcKeyImportParams | webcrypto.RsaHashedImportParams;
   /** WebCrypto signing parameters, as @peculiar/x509 expects them. */
   signingAlgorithm: webcrypto.EcdsaParams | webcrypto.Algorithm;
+  /** The same for node:crypto `sign` and X.509: digest, and the signatureAlgorithm OID (RFC 5758, RFC 4055). */
+  digest: 'sha256' | 'sha384';
+  signatureOid: string;
 }
 
 export function keyParams(alg: KeyAlgorithm): KeyParams {
   switch (alg) {
     case 'ecdsa-p256':
-      return { importParams: { name: 'ECDSA', namedCurve: 'P-256' }, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } };
+      return {
+        importParams: { name: 'ECDSA', namedCurve: 'P-256' },
+        signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+        digest: 'sha256',
+        signatureOid: '1.2.840.10045.4.3.2',
+      };
     case 'ecdsa-p384':
-      return { importParams: { name: 'ECDSA', namedCurve: 'P-384' }, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-384' } };
+      return {
+        importParams: { name: 'ECDSA', namedCurve: 'P-384' },
+        signingAlgorithm: { name: 'ECDSA', hash: 'SHA-384' },
+        digest: 'sha384',
+        signatureOid: '1.2.840.10045.4.3.3',
+      };
     case 'rsa-2048':
     case 'rsa-3072':
     case 'rsa-4096':
-      return { importParams: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5' } };
+      // The hash comes from importParams: the imported key carries it into every signature.
+      return {
+        importParams: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+        signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5' },
+        digest: 'sha256',
+        signatureOid: '1.2.840.113549.1.1.11',
+      };
   }
 }
 

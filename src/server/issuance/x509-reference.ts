@@ -1,0 +1,179 @@
+/**
+ * The @peculiar/x509 implementation of leaf signing and CSR checks that ca.ts used before issue #5,
+ * kept unchanged as the reference the lean DER code (leaf-der.ts, csr-der.ts) is checked against.
+ * Used by tests and bench/issuance-der.ts only; nothing on the server imports it.
+ */
+import { createPublicKey, webcrypto } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as x509 from '../../lib/x509.js';
+import { canonicalIdentifier, sortIdentifiers } from '../../protocol/identifiers.js';
+import { AcmeProblem } from '../../protocol/problems.js';
+import type { Identifier } from '../../protocol/types.js';
+import { importPrivateKeyPem, keyParams } from './keys.js';
+import type { CsrInfo, IssuancePlan, IssuedCertificate, KeyAlgorithm } from './types.js';
+
+const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+
+function caName(cn: string): string {
+  const esc = (v: string) => v.replace(/([,+"\\<>;=])/g, '\\$1');
+  return `CN=${esc(cn)}`;
+}
+
+export interface ReferenceOptions {
+  issuerUrl?: string;
+  ocspUrl?: string;
+  crlUrl?: string;
+  allowEd25519?: boolean;
+}
+
+/** The old CertificateAuthority's sign and checkCsr over the CA files in `dir`. */
+export async function loadReference(dir: string, opts: ReferenceOptions = {}): Promise<X509Reference> {
+  const read = (f: string) => readFile(path.join(dir, f), 'utf8');
+  const [interPem, interKeyPem] = await Promise.all([read('intermediate.pem'), read('intermediate.key')]);
+  const { key, alg } = await importPrivateKeyPem(interKeyPem);
+  const intermediate = new x509.X509Certificate(interPem);
+  const aki = await x509.AuthorityKeyIdentifierExtension.create(intermediate.publicKey);
+  return new X509Reference({ intermediate, key, alg, aki, ...opts });
+}
+
+function csrNames(csr: x509.Pkcs10CertificateRequest): Identifier[] {
+  const out: Identifier[] = [];
+  const bad: string[] = [];
+  const add = (type: 'dns' | 'ip', value: string) => {
+    try {
+      out.push(canonicalIdentifier({ type, value }));
+    } catch {
+      bad.push(value);
+    }
+  };
+  const san = csr.getExtension('2.5.29.17') as x509.SubjectAlternativeNameExtension | null;
+  for (const n of san?.names.items ?? []) {
+    if (n.type === 'dns') add('dns', n.value);
+    else if (n.type === 'ip') add('ip', n.value);
+    else throw new AcmeProblem('badCSR', `the CSR asks for a ${n.type} name; only DNS names and IP addresses are issued`);
+  }
+  for (const cn of csr.subjectName.getField('CN')) {
+    add(/^[0-9.]+$|:/.test(cn) ? 'ip' : 'dns', cn);
+  }
+  if (bad.length) throw new AcmeProblem('badCSR', `the CSR has invalid names: ${bad.map((b) => JSON.stringify(b.slice(0, 80))).join(', ')}`);
+  return sortIdentifiers(out);
+}
+
+export class X509Reference {
+  readonly #intermediate: x509.X509Certificate;
+  readonly #key: webcrypto.CryptoKey;
+  readonly #alg: KeyAlgorithm;
+  readonly #aki: x509.AuthorityKeyIdentifierExtension;
+  readonly #issuerUrl: string | undefined;
+  readonly #allowEd25519: boolean;
+  readonly #crlUrl: string | undefined;
+  readonly #ocspUrl: string | undefined;
+
+  constructor(o: {
+    intermediate: x509.X509Certificate;
+    key: webcrypto.CryptoKey;
+    alg: KeyAlgorithm;
+    aki: x509.AuthorityKeyIdentifierExtension;
+  } & ReferenceOptions) {
+    this.#intermediate = o.intermediate;
+    this.#key = o.key;
+    this.#alg = o.alg;
+    this.#aki = o.aki;
+    this.#issuerUrl = o.issuerUrl;
+    this.#allowEd25519 = o.allowEd25519 ?? false;
+    this.#crlUrl = o.crlUrl;
+    this.#ocspUrl = o.ocspUrl;
+  }
+
+  async checkCsr(csrDer: Buffer, opts: { accountKeySpki?: Buffer } = {}): Promise<CsrInfo> {
+    let csr: x509.Pkcs10CertificateRequest;
+    try {
+      csr = new x509.Pkcs10CertificateRequest(csrDer);
+    } catch {
+      throw new AcmeProblem('badCSR', 'the CSR does not parse as a PKCS#10 request (DER)');
+    }
+    const sigAlg = csr.signatureAlgorithm as { name?: string; hash?: { name?: string } };
+    const hash = sigAlg.hash?.name?.toUpperCase() ?? '';
+    if (sigAlg.name !== 'Ed25519' && !['SHA-256', 'SHA-384', 'SHA-512'].includes(hash)) {
+      throw new AcmeProblem('badCSR', `the CSR is signed with ${hash || 'an unknown digest'}; use SHA-256, SHA-384 or SHA-512`);
+    }
+    const spki = Buffer.from(csr.publicKey.rawData);
+    let key;
+    try {
+      key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+    } catch {
+      throw new AcmeProblem('badCSR', "the CSR's public key does not parse");
+    }
+    const d = key.asymmetricKeyDetails ?? {};
+    if (key.asymmetricKeyType === 'rsa') {
+      const bits = d.modulusLength ?? 0;
+      if (bits < 2048 || bits > 8192) throw new AcmeProblem('badCSR', `RSA keys must have 2048 to 8192 bits, not ${bits}`);
+      if (d.publicExponent !== 65537n) throw new AcmeProblem('badCSR', 'RSA keys must use the public exponent 65537');
+    } else if (key.asymmetricKeyType === 'ec') {
+      if (d.namedCurve !== 'prime256v1' && d.namedCurve !== 'secp384r1') {
+        throw new AcmeProblem('badCSR', `EC curve ${d.namedCurve ?? 'unknown'} is not supported; use P-256 or P-384`);
+      }
+    } else if (!(key.asymmetricKeyType === 'ed25519' && this.#allowEd25519)) {
+      throw new AcmeProblem(
+        'badCSR',
+        `${key.asymmetricKeyType ?? 'this'} keys are not supported; use ECDSA P-256/P-384 or RSA${key.asymmetricKeyType === 'ed25519' ? ' (this CA does not accept Ed25519)' : ''}`,
+      );
+    }
+    let ok = false;
+    try {
+      ok = await csr.verify();
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new AcmeProblem('badCSR', "the CSR's signature does not verify");
+    if (opts.accountKeySpki && opts.accountKeySpki.equals(spki)) {
+      throw new AcmeProblem('badCSR', 'the CSR uses the account key; certificates need a key of their own');
+    }
+    const identifiers = csrNames(csr);
+    if (identifiers.length === 0) throw new AcmeProblem('badCSR', 'the CSR names no DNS name or IP address');
+    return { identifiers, spki };
+  }
+
+  async sign(plan: IssuancePlan): Promise<IssuedCertificate> {
+    const publicKey = new x509.PublicKey(plan.spki);
+    const isRsa = createPublicKey({ key: plan.spki, format: 'der', type: 'spki' }).asymmetricKeyType === 'rsa';
+    const ekus = [...(plan.serverAuth === false ? [] : [OID_SERVER_AUTH]), ...(plan.clientAuth ? [OID_CLIENT_AUTH] : [])];
+    const extensions: x509.Extension[] = [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(
+        isRsa ? x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment : x509.KeyUsageFlags.digitalSignature,
+        true,
+      ),
+      new x509.ExtendedKeyUsageExtension(ekus, false),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+      this.#aki,
+      new x509.SubjectAlternativeNameExtension(
+        plan.identifiers.map((i): x509.JsonGeneralName => ({ type: i.type === 'ip' ? 'ip' : 'dns', value: i.value })),
+        !plan.commonName,
+      ),
+    ];
+    if (this.#issuerUrl || this.#ocspUrl) {
+      extensions.push(
+        new x509.AuthorityInfoAccessExtension({
+          ...(this.#ocspUrl ? { ocsp: [new x509.GeneralName('url', this.#ocspUrl)] } : {}),
+          ...(this.#issuerUrl ? { caIssuers: [new x509.GeneralName('url', this.#issuerUrl)] } : {}),
+        }),
+      );
+    }
+    if (this.#crlUrl) extensions.push(new x509.CRLDistributionPointsExtension([this.#crlUrl]));
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: plan.serial,
+      subject: plan.commonName ? caName(plan.commonName) : '',
+      issuer: this.#intermediate.subject,
+      notBefore: plan.notBefore,
+      notAfter: plan.notAfter,
+      signingAlgorithm: keyParams(this.#alg).signingAlgorithm,
+      publicKey,
+      signingKey: this.#key,
+      extensions,
+    });
+    return { der: Buffer.from(cert.rawData), chainPem: `${cert.toString('pem')}\n${this.#intermediate.toString('pem')}\n` };
+  }
+}
