@@ -7,7 +7,7 @@
  * one table, the floor's parts, the machine, and one JSON line.
  *
  *   npm run bench -- [--levels 1,16,64] [--duration 20] [--warmup 5] [--poll-interval 50]
- *                    [--log-level warn] [--cpu-prof-dir DIR]
+ *                    [--log-level warn] [--workers 1|N|auto] [--cpu-prof-dir DIR]
  *
  * --cpu-prof-dir starts the server under `node --cpu-prof` and leaves its profile there.
  *
@@ -18,12 +18,11 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { cryptoFloor, measureCryptoFloorUnits } from '../src/bench/floor.js';
-import { formatStandardTable, type BenchReport, type StandardRow } from '../src/bench/report.js';
+import { formatStandardTable, machineDescription, type BenchReport, type StandardRow } from '../src/bench/report.js';
 import { ANVIL_BIN, exited, startAnvil } from '../test/helpers/anvil-process.js';
 import { freePort } from '../test/helpers/ports.js';
 
@@ -34,6 +33,7 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '5' },
     'poll-interval': { type: 'string', default: '50' },
     'log-level': { type: 'string', default: 'warn' },
+    workers: { type: 'string', default: '1' },
     'cpu-prof-dir': { type: 'string' },
     'no-ceiling': { type: 'boolean', default: false },
     // Internal: run FakeAcmeServer in this process (the ceiling's server), validating on this port.
@@ -58,7 +58,10 @@ process.stderr.write('measuring the crypto floor (node:crypto, this machine)\n')
 const units = measureCryptoFloorUnits();
 
 const httpPort = await freePort();
+const workers = values.workers === 'auto' ? 'auto' : Number(values.workers);
+if (workers !== 'auto' && (!Number.isInteger(workers) || workers < 1 || workers > 64)) throw new Error('--workers: a number from 1 to 64, or auto');
 const serverConfig = {
+  workers,
   acme: { authzReuseDays: 0 },
   log: { level: values['log-level'] },
   validation: { httpPort, addressPolicy: { allowLoopback: true } },
@@ -156,11 +159,10 @@ if (!values['no-ceiling']) {
   }
 }
 
-const cpus = os.cpus();
-const machine = `${cpus.length} x ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, ${os.platform()} ${os.release()}`;
+const machine = machineDescription();
 const first = rows[0]!.report;
 process.stdout.write(
-  `\nanvil bench, standard scenario: anvil server (bin/anvil.js) on loopback, TLS, SQLite, acme.authzReuseDays 0, log ${values['log-level']}; ` +
+  `\nanvil bench, standard scenario: anvil server (bin/anvil.js) on loopback, TLS, SQLite, workers ${workers}, acme.authzReuseDays 0, log ${values['log-level']}; ` +
     `http-01 over loopback (${first.options.identifiers.join(', ')}:${httpPort}); poll every ${first.options.pollIntervalMs} ms, Retry-After ignored; ` +
     `${warmup} s warm-up + ${duration} s per level; authorizations: ${rows.map((r) => r.report.authorizations.mode).join('/')}\n` +
     `machine: ${machine} (shared; figures are noisy)\n\n`,

@@ -2,6 +2,7 @@
  * The report of one `anvil bench` run (its JSON is the machine interface, `--json`), its text
  * form, and the table of the standard scenario (`npm run bench`). No I/O.
  */
+import os from 'node:os';
 import type { CryptoFloor, CryptoFloorUnits } from './floor.js';
 import type { MemorySample, MemorySummary } from './memory.js';
 import type { LatencySummary } from './stats.js';
@@ -193,4 +194,10 @@ export function formatStandardTable(rows: readonly StandardRow[], units: CryptoF
   const errs = rows.flatMap(({ report: r }) => Object.entries(r.errors.byKind).map(([k, n]) => `  ${r.options.concurrency} clients: ${n} x ${k}: ${r.errors.samples[k] ?? ''}`));
   if (errs.length) lines.push('errors:', ...errs);
   return `${lines.join('\n')}\n`;
+}
+
+/** The machine a figure was measured on, for reports: CPUs, memory, Node, kernel. */
+export function machineDescription(): string {
+  const cpus = os.cpus();
+  return `${cpus.length} x ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, ${os.platform()} ${os.release()}`;
 }
