@@ -343,7 +343,11 @@ export class CertificateAuthority {
     let ok = false;
     if (sigAlg.keyType === key.asymmetricKeyType) {
       try {
-        ok = verify(sigAlg.digest ?? null, csr.info, verifyKey(key, sigAlg), csr.signature);
+        // With a callback: in libuv's thread pool, off the event loop (as the JWS checks).
+        const k = verifyKey(key, sigAlg);
+        ok = await new Promise<boolean>((resolve, reject) =>
+          verify(sigAlg.digest ?? null, csr.info, k, csr.signature, (e, r) => (e ? reject(e) : resolve(r))),
+        );
       } catch {
         ok = false;
       }
@@ -380,7 +384,10 @@ export class CertificateAuthority {
   async sign(plan: IssuancePlan): Promise<IssuedCertificate> {
     const tbs = this.#leaf.tbs(plan);
     // ECDSA signatures come out DER-encoded (dsaEncoding 'der'), as X.509 wants them (RFC 5758 §3.2).
-    const der = this.#leaf.certificate(tbs, sign(this.#digest, tbs, this.#signingKey));
+    const signature = await new Promise<Buffer>((resolve, reject) =>
+      sign(this.#digest, tbs, this.#signingKey, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+    const der = this.#leaf.certificate(tbs, signature);
     return { der, chainPem: `${toPem('CERTIFICATE', der)}${this.intermediatePem}` };
   }
 
