@@ -622,7 +622,11 @@ export interface KyselyStoreOptions {
    * transaction only once that commit is on disk, and a transaction that throws is rolled back to
    * its savepoint without touching the others. Isolation is unchanged: they still run one at a time.
    */
-  groupCommit?: { maxBatch?: number };
+  groupCommit?: {
+    maxBatch?: number;
+    /** How long to wait for another process's write lock before the waiting transactions fail (default 5 s). */
+    busyWaitMs?: number;
+  };
 }
 
 /** Methods of StoreTx that only read; every other one writes (and joins a group commit). */
@@ -634,6 +638,11 @@ interface Job {
   reject: (e: unknown) => void;
 }
 
+/** The busy timeout every Anvil SQLite connection has (src/storage/sqlite.ts). */
+export const SQLITE_BUSY_TIMEOUT_MS = 5000;
+
+const isBusy = (e: unknown): boolean => (e as { code?: unknown } | null)?.code === 'SQLITE_BUSY';
+
 /** See KyselyStoreOptions.groupCommit. */
 class GroupCommitter {
   readonly #queue: Job[] = [];
@@ -642,6 +651,7 @@ class GroupCommitter {
   constructor(
     private readonly kysely: Kysely<Database>,
     private readonly maxBatch: number,
+    private readonly busyWaitMs: number,
   ) {}
 
   run<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
@@ -659,20 +669,45 @@ class GroupCommitter {
   }
 
   async #drain(): Promise<void> {
+    // Another process (anvil server --workers, a CLI command) may hold the write lock. SQLite's own
+    // busy handler would sleep on the event loop; instead the lock is tried without waiting and the
+    // batch waits here, asynchronously, with the connection free for reads, up to busyWaitMs.
+    let delay = 1;
+    let deadline = 0;
     while (this.#queue.length) {
-      await this.kysely.connection().execute((conn) => this.#batch(conn));
+      const r = await this.kysely.connection().execute((conn) => this.#batch(conn));
+      if (r === 'done') {
+        delay = 1;
+        deadline = 0;
+        continue;
+      }
+      deadline ||= Date.now() + this.busyWaitMs;
+      if (Date.now() >= deadline) {
+        for (const job of this.#queue.splice(0)) job.reject(r.error);
+        deadline = 0;
+        continue;
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 25);
     }
   }
 
-  async #batch(conn: Kysely<Database>): Promise<void> {
+  async #batch(conn: Kysely<Database>): Promise<'done' | { error: unknown }> {
     const taken: Job[] = [];
     const settle: Array<() => void> = [];
     try {
-      await sql`begin immediate`.execute(conn);
+      // No wait inside SQLite (see #drain); its busy timeout stays for everything else.
+      await sql`pragma busy_timeout = 0`.execute(conn);
+      try {
+        await sql`begin immediate`.execute(conn);
+      } finally {
+        await sql.raw(`pragma busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`).execute(conn);
+      }
     } catch (e) {
-      // The database is locked past busy_timeout or unwritable: the waiting transactions fail.
+      if (isBusy(e)) return { error: e };
+      // The database is unwritable: the waiting transactions fail.
       for (const job of this.#queue.splice(0)) job.reject(e);
-      return;
+      return 'done';
     }
     try {
       for (;;) {
@@ -699,9 +734,10 @@ class GroupCommitter {
     } catch (e) {
       await sql`rollback`.execute(conn).catch(() => {});
       for (const job of taken) job.reject(e);
-      return;
+      return 'done';
     }
     for (const s of settle) s();
+    return 'done';
   }
 }
 
@@ -722,7 +758,7 @@ export class KyselyStore extends KyselyStoreTx implements Store {
     this.#attempts = Math.max(1, opts.attempts ?? 3);
     this.#isolationLevel = opts.isolationLevel;
     if (opts.groupCommit) {
-      const group = new GroupCommitter(kysely, Math.max(1, opts.groupCommit.maxBatch ?? 256));
+      const group = new GroupCommitter(kysely, Math.max(1, opts.groupCommit.maxBatch ?? 256), opts.groupCommit.busyWaitMs ?? SQLITE_BUSY_TIMEOUT_MS);
       this.#group = group;
       // A write outside a transaction is a transaction of one statement: it joins the group too.
       for (const name of Object.getOwnPropertyNames(KyselyStoreTx.prototype)) {

@@ -7,7 +7,7 @@ import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CompiledQuery, Kysely, SqliteDialect, type DatabaseConnection, type Driver } from 'kysely';
-import { KyselyStore } from './kysely-store.js';
+import { KyselyStore, SQLITE_BUSY_TIMEOUT_MS } from './kysely-store.js';
 import { MIGRATIONS, migrate, type Migration, type MigrationLedger } from './migrations.js';
 import type { Database as Schema } from './schema.js';
 import type { Store } from './store.js';
@@ -65,7 +65,7 @@ export async function openSqliteDatabase(
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('foreign_keys = ON');
-    sqlite.pragma('busy_timeout = 5000');
+    sqlite.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
     cacheStatements(sqlite);
   } catch (e) {
     sqlite.close();

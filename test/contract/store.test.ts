@@ -128,3 +128,55 @@ describe('SQLite group commit', () => {
     }
   });
 });
+
+describe('SQLite group commit and other processes', () => {
+  async function open(file: string, busyWaitMs: number): Promise<KyselyStore> {
+    await (await openSqliteStore(file)).close();
+    const sqlite = new Database(file);
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('busy_timeout = 5000');
+    return new KyselyStore(new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) }), undefined, { groupCommit: { busyWaitMs } });
+  }
+
+  test("while another connection holds the write lock, a transaction waits without stopping the event loop, then commits", async () => {
+    const file = path.join(dir, 'busy.db');
+    const store = await open(file, 5000);
+    const other = new Database(file);
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const a = account();
+      const pending = store.createAccount(a);
+      // Timers keep firing while the transaction waits: SQLite's busy handler would have slept here.
+      let ticks = 0;
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        ticks++;
+      }
+      assert.equal(ticks, 5);
+      assert.equal(await store.getAccount(a.id), null, 'reads go on meanwhile, and see nothing uncommitted');
+      other.exec('COMMIT');
+      await pending;
+      assert.deepEqual(await store.getAccount(a.id), a);
+    } finally {
+      other.close();
+      await store.close();
+    }
+  });
+
+  test('a write lock held past the wait fails the waiting transactions with SQLITE_BUSY, and the store recovers', async () => {
+    const file = path.join(dir, 'busy2.db');
+    const store = await open(file, 150);
+    const other = new Database(file);
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const a = account();
+      await assert.rejects(store.createAccount(a), (e: { code?: string }) => e.code === 'SQLITE_BUSY');
+      other.exec('ROLLBACK');
+      await store.createAccount(a);
+      assert.deepEqual(await store.getAccount(a.id), a);
+    } finally {
+      other.close();
+      await store.close();
+    }
+  });
+});
