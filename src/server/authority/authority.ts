@@ -174,6 +174,8 @@ export class Authority {
   readonly #idle = new Set<() => void>();
   #closed = false;
   #nonces: Promise<NonceMinter> | undefined;
+  /** SPKI of account keys by thumbprint (importing a JWK costs as much as a signature check). Bounded. */
+  readonly #spkis = new Map<string, Buffer>();
 
   constructor(deps: AuthorityDeps) {
     this.#store = deps.store;
@@ -201,6 +203,16 @@ export class Authority {
   }
 
   // ---------------------------------------------------------------- nonces (RFC 8555 §7.2)
+
+  #accountSpki(account: AccountRecord): Buffer {
+    let spki = this.#spkis.get(account.thumbprint);
+    if (!spki) {
+      spki = jwkToSpki(account.jwk);
+      if (this.#spkis.size >= 10_000) this.#spkis.delete(this.#spkis.keys().next().value!);
+      this.#spkis.set(account.thumbprint, spki);
+    }
+    return spki;
+  }
 
   /** The minter, with the key every process on this database shares (created by the first). */
   #minter(): Promise<NonceMinter> {
@@ -799,7 +811,7 @@ export class Authority {
     const current = await this.getOrder(account, orderId);
     if (current.status !== 'ready') throw this.#orderNotReady(current);
 
-    const csr = await this.#issuer.checkCsr(csrDer, { accountKeySpki: jwkToSpki(account.jwk) });
+    const csr = await this.#issuer.checkCsr(csrDer, { accountKeySpki: this.#accountSpki(account) });
     if (!sameIdentifierSet(csr.identifiers, current.identifiers)) {
       const want = current.identifiers.map(identifierKey).join(', ');
       const got = csr.identifiers.map(identifierKey).join(', ');
