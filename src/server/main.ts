@@ -54,6 +54,9 @@ export function dbPathOf(config: ServerConfig): string | null {
   return config.storage.type === 'sqlite' ? path.resolve(path.resolve(config.dataDir), config.storage.path) : null;
 }
 
+/** How long after its expiry a used nonce is still remembered (clock differences between replicas). */
+const NONCE_PURGE_MARGIN_MS = 10 * 60_000;
+
 /** What openStore needs, from the config's storage section. */
 export function storeConfigOf(config: ServerConfig): StoreConfig {
   const s = config.storage;
@@ -187,10 +190,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   crl?.start();
   const recovered = await authority.recover();
 
-  // Background upkeep: expired nonces go (a nonce is checked for expiry anyway), and issuances or
-  // validations that stalled (a signing error, a replica that died) are picked up again.
+  // Background upkeep: used nonces go some time after they expired, and issuances or validations
+  // that stalled (a signing error, a replica that died) are picked up again. The margin covers
+  // clock differences between replicas: a replica whose clock is behind the purging one's still
+  // takes a nonce for unexpired for that long, and must still find it used.
   const purge = setInterval(() => {
-    store.purgeExpired(clock.now()).catch((e: unknown) => log.warn({ err: e }, 'purging expired nonces failed'));
+    store
+      .purgeExpired(new Date(clock.now().getTime() - NONCE_PURGE_MARGIN_MS))
+      .catch((e: unknown) => log.warn({ err: e }, 'purging expired nonces failed'));
     authority.recover({ olderThanMs: 120_000 }).catch((e: unknown) => log.warn({ err: e }, 'recovery sweep failed'));
   }, 60_000);
   purge.unref();

@@ -641,12 +641,16 @@ interface Job {
 /** The busy timeout every Anvil SQLite connection has (src/storage/sqlite.ts). */
 export const SQLITE_BUSY_TIMEOUT_MS = 5000;
 
-const isBusy = (e: unknown): boolean => (e as { code?: unknown } | null)?.code === 'SQLITE_BUSY';
+/** SQLITE_BUSY and its extended codes (SQLITE_BUSY_RECOVERY, ..._SNAPSHOT, ..._TIMEOUT). */
+const isBusy = (e: unknown): boolean => String((e as { code?: unknown } | null)?.code ?? '').startsWith('SQLITE_BUSY');
 
 /** See KyselyStoreOptions.groupCommit. */
 class GroupCommitter {
   readonly #queue: Job[] = [];
-  #draining: Promise<void> | null = null;
+  /** Set before #drain starts and cleared in its last synchronous step: no wake-up is lost. */
+  #running = false;
+  #drained: Promise<void> = Promise.resolve();
+  #closed = false;
 
   constructor(
     private readonly kysely: Kysely<Database>,
@@ -655,17 +659,20 @@ class GroupCommitter {
   ) {}
 
   run<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error('the store is closed'));
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
-      this.#draining ??= this.#drain().finally(() => {
-        this.#draining = null;
-      });
+      if (!this.#running) {
+        this.#running = true;
+        this.#drained = this.#drain();
+      }
     });
   }
 
-  /** Resolves when every queued transaction has settled. */
-  async idle(): Promise<void> {
-    while (this.#draining) await this.#draining;
+  /** Refuses new transactions, then resolves when every queued one has settled. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    while (this.#running) await this.#drained;
   }
 
   async #drain(): Promise<void> {
@@ -674,27 +681,36 @@ class GroupCommitter {
     // batch waits here, asynchronously, with the connection free for reads, up to busyWaitMs.
     let delay = 1;
     let deadline = 0;
-    while (this.#queue.length) {
-      const r = await this.kysely.connection().execute((conn) => this.#batch(conn));
-      if (r === 'done') {
-        delay = 1;
-        deadline = 0;
-        continue;
+    try {
+      while (this.#queue.length) {
+        const r = await this.kysely.connection().execute((conn) => this.#batch(conn));
+        if (r === 'done') {
+          delay = 1;
+          deadline = 0;
+          continue;
+        }
+        deadline ||= Date.now() + this.busyWaitMs;
+        if (Date.now() >= deadline) {
+          for (const job of this.#queue.splice(0)) job.reject(r.error);
+          deadline = 0;
+          continue;
+        }
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, 25);
       }
-      deadline ||= Date.now() + this.busyWaitMs;
-      if (Date.now() >= deadline) {
-        for (const job of this.#queue.splice(0)) job.reject(r.error);
-        deadline = 0;
-        continue;
-      }
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      delay = Math.min(delay * 2, 25);
+    } catch (e) {
+      // No connection (the driver is gone): whoever waits hears of it.
+      for (const job of this.#queue.splice(0)) job.reject(e);
+    } finally {
+      this.#running = false;
     }
   }
 
   async #batch(conn: Kysely<Database>): Promise<'done' | { error: unknown }> {
     const taken: Job[] = [];
     const settle: Array<() => void> = [];
+    // A transaction that failed by itself keeps its own error if the batch then fails too.
+    const failed = new Map<Job, unknown>();
     try {
       // No wait inside SQLite (see #drain); its busy timeout stays for everything else.
       await sql`pragma busy_timeout = 0`.execute(conn);
@@ -720,6 +736,7 @@ class GroupCommitter {
             await sql`release anvil_gc`.execute(conn);
             settle.push(() => job.resolve(v));
           } catch (e) {
+            failed.set(job, e);
             await sql`rollback to anvil_gc`.execute(conn);
             await sql`release anvil_gc`.execute(conn);
             settle.push(() => job.reject(e));
@@ -733,7 +750,7 @@ class GroupCommitter {
       await sql`commit`.execute(conn);
     } catch (e) {
       await sql`rollback`.execute(conn).catch(() => {});
-      for (const job of taken) job.reject(e);
+      for (const job of taken) job.reject(failed.has(job) ? failed.get(job) : e);
       return 'done';
     }
     for (const s of settle) s();
@@ -784,7 +801,7 @@ export class KyselyStore extends KyselyStoreTx implements Store {
   }
 
   async close(): Promise<void> {
-    await this.#group?.idle();
+    await this.#group?.close();
     await this.kysely.destroy();
     await this.onClose();
   }

@@ -180,3 +180,29 @@ describe('SQLite group commit and other processes', () => {
     }
   });
 });
+
+describe('SQLite group commit: wake-ups and close', () => {
+  test('a write issued at any microtask after the previous one settled is run (no lost wake-up)', async () => {
+    const store = await openSqliteStore(path.join(dir, 'wakeup.db'));
+    try {
+      for (let ticks = 0; ticks < 24; ticks++) {
+        await store.useNonce(`first-${ticks}`, new Date(Date.now() + 60_000));
+        for (let i = 0; i < ticks; i++) await null;
+        const second = store.useNonce(`second-${ticks}`, new Date(Date.now() + 60_000));
+        const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 2000).unref());
+        assert.equal(await Promise.race([second, timeout]), true, `after ${ticks} microtasks`);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('close waits for queued writes; a write after close is refused, not lost and not fatal', async () => {
+    const store = await openSqliteStore(path.join(dir, 'closed.db'));
+    const queued = store.useNonce('queued', new Date(Date.now() + 60_000));
+    await store.close();
+    assert.equal(await queued, true);
+    await assert.rejects(store.useNonce('late', new Date(Date.now() + 60_000)), /closed/);
+    await assert.rejects(store.transaction(async (tx) => tx.getAccount('x')), /closed/);
+  });
+});

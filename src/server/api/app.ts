@@ -105,10 +105,18 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     done(new AcmeProblem('malformed', 'Content-Type must be application/jose+json', { status: 415 }), undefined);
   });
 
-  // Every log line of a request names its reqId itself, so requests log through the server's
-  // logger as it is: a child logger per request (pino bindings, redaction set-up) costs more than
-  // the JSON of the answer.
-  app.setChildLoggerFactory((logger) => logger);
+  // A pino child logger per request (bindings serialised, redaction set up) costs more than the
+  // JSON of the answer, and most requests log nothing: the child is made when a request first logs.
+  app.setChildLoggerFactory((logger, bindings, childOpts) => {
+    let child: typeof logger | undefined;
+    const get = () => (child ??= logger.child(bindings, childOpts));
+    const lazy: Record<string, unknown> = { child: (b: never, o: never) => get().child(b, o) };
+    Object.defineProperty(lazy, 'level', { get: () => (child ?? logger).level, enumerable: true });
+    for (const l of ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const) {
+      lazy[l] = (...a: unknown[]) => (get()[l] as (...x: unknown[]) => void)(...a);
+    }
+    return lazy as unknown as typeof logger;
+  });
 
   const logRequests = opts.logger.isLevelEnabled('info');
   const timings = new WeakMap<FastifyRequest, bigint>();
