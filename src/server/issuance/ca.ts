@@ -341,7 +341,8 @@ export class CertificateAuthority {
     // The algorithm must fit the key: node:crypto picks the scheme from the key alone, so an RSA
     // signature labelled ECDSA (or the reverse) would otherwise be checked as what it is.
     let ok = false;
-    if (sigAlg.keyType === key.asymmetricKeyType) {
+    // A negative RSA-PSS salt length is not a count (RFC 4055 §3.1); OpenSSL would read it as "any".
+    if (sigAlg.keyType === key.asymmetricKeyType && !((sigAlg.pssSaltLength ?? 0) < 0)) {
       try {
         // With a callback: in libuv's thread pool, off the event loop (as the JWS checks).
         const k = verifyKey(key, sigAlg);

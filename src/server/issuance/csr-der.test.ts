@@ -297,6 +297,16 @@ const BAD: BadCase[] = [
       }),
     detail: NOT_VERIFIED,
   },
+  {
+    // OpenSSL would read -2 as "any salt length"; the old WebCrypto path refused it too.
+    name: 'RSA-PSS with a negative salt length',
+    make: () =>
+      craft('RSA-2048', {
+        sigAlg: seq(oid('1.2.840.113549.1.1.10'), pssParams('2.16.840.1.101.3.4.2.1', -2)),
+        signer: { key: key('RSA-2048').privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 },
+      }),
+    detail: NOT_VERIFIED,
+  },
   { name: 'a P-521 key', make: () => opensslCsr('P-521', ['-subj', '/', '-addext', 'subjectAltName=DNS:a.example.com']), detail: 'EC curve secp521r1 is not supported; use P-256 or P-384' },
   { name: 'a secp256k1 key', make: () => opensslCsr('secp256k1', ['-subj', '/', '-addext', 'subjectAltName=DNS:a.example.com']), detail: 'EC curve secp256k1 is not supported; use P-256 or P-384' },
   { name: 'an RSA 1024 key', make: () => opensslCsr('RSA-1024', ['-subj', '/', '-addext', 'subjectAltName=DNS:a.example.com']), detail: 'RSA keys must have 2048 to 8192 bits, not 1024' },
