@@ -7,7 +7,9 @@
  * one table, the floor's parts, the machine, and one JSON line.
  *
  *   npm run bench -- [--levels 1,16,64] [--duration 20] [--warmup 5] [--poll-interval 50]
- *                    [--log-level warn] [--workers 1|N|auto] [--cpu-prof-dir DIR]
+ *                    [--log-level warn] [--workers 1|N|auto] [--postgres URL] [--cpu-prof-dir DIR]
+ *
+ * --postgres runs the server on that (existing) PostgreSQL database instead of SQLite.
  *
  * --cpu-prof-dir starts the server under `node --cpu-prof` and leaves its profile there.
  *
@@ -34,6 +36,7 @@ const { values } = parseArgs({
     'poll-interval': { type: 'string', default: '50' },
     'log-level': { type: 'string', default: 'warn' },
     workers: { type: 'string', default: '1' },
+    postgres: { type: 'string' },
     'cpu-prof-dir': { type: 'string' },
     'no-ceiling': { type: 'boolean', default: false },
     // Internal: run FakeAcmeServer in this process (the ceiling's server), validating on this port.
@@ -62,6 +65,7 @@ const workers = values.workers === 'auto' ? 'auto' : Number(values.workers);
 if (workers !== 'auto' && (!Number.isInteger(workers) || workers < 1 || workers > 64)) throw new Error('--workers: a number from 1 to 64, or auto');
 const serverConfig = {
   workers,
+  ...(values.postgres ? { storage: { type: 'postgres', url: values.postgres } } : {}),
   acme: { authzReuseDays: 0 },
   log: { level: values['log-level'] },
   validation: { httpPort, addressPolicy: { allowLoopback: true } },
@@ -162,7 +166,7 @@ if (!values['no-ceiling']) {
 const machine = machineDescription();
 const first = rows[0]!.report;
 process.stdout.write(
-  `\nanvil bench, standard scenario: anvil server (bin/anvil.js) on loopback, TLS, SQLite, workers ${workers}, acme.authzReuseDays 0, log ${values['log-level']}; ` +
+  `\nanvil bench, standard scenario: anvil server (bin/anvil.js) on loopback, TLS, ${values.postgres ? 'PostgreSQL' : 'SQLite'}, workers ${workers}, acme.authzReuseDays 0, log ${values['log-level']}; ` +
     `http-01 over loopback (${first.options.identifiers.join(', ')}:${httpPort}); poll every ${first.options.pollIntervalMs} ms, Retry-After ignored; ` +
     `${warmup} s warm-up + ${duration} s per level; authorizations: ${rows.map((r) => r.report.authorizations.mode).join('/')}\n` +
     `machine: ${machine} (shared; figures are noisy)\n\n`,
