@@ -14,7 +14,7 @@ import { cryptoRandom, type Random } from '../../lib/random.js';
 import { canonicalIdentifier, sortIdentifiers } from '../../protocol/identifiers.js';
 import { AcmeProblem } from '../../protocol/problems.js';
 import type { Identifier } from '../../protocol/types.js';
-import { csrSignatureAlgorithm, importSpki, parseCsr, verifyKey, type CsrSignatureAlgorithm, type ParsedCsr } from './csr-der.js';
+import { checkCsrKey, csrSignatureAlgorithm, importSpki, parseCsr, verifyKey, type CsrSignatureAlgorithm, type ParsedCsr } from './csr-der.js';
 import { exportPrivateKeyPem, generateKeyPair, importPrivateKeyPem, keyParams } from './keys.js';
 import { LeafTemplate, subjectNameOf } from './leaf-der.js';
 import type { CaInitOptions, CsrInfo, IssuancePlan, IssuedCertificate, KeyAlgorithm } from './types.js';
@@ -323,21 +323,7 @@ export class CertificateAuthority {
     } catch {
       throw new AcmeProblem('badCSR', "the CSR's public key does not parse");
     }
-    const d = key.asymmetricKeyDetails ?? {};
-    if (key.asymmetricKeyType === 'rsa') {
-      const bits = d.modulusLength ?? 0;
-      if (bits < 2048 || bits > 8192) throw new AcmeProblem('badCSR', `RSA keys must have 2048 to 8192 bits, not ${bits}`);
-      if (d.publicExponent !== 65537n) throw new AcmeProblem('badCSR', 'RSA keys must use the public exponent 65537');
-    } else if (key.asymmetricKeyType === 'ec') {
-      if (d.namedCurve !== 'prime256v1' && d.namedCurve !== 'secp384r1') {
-        throw new AcmeProblem('badCSR', `EC curve ${d.namedCurve ?? 'unknown'} is not supported; use P-256 or P-384`);
-      }
-    } else if (!(key.asymmetricKeyType === 'ed25519' && this.#allowEd25519)) {
-      throw new AcmeProblem(
-        'badCSR',
-        `${key.asymmetricKeyType ?? 'this'} keys are not supported; use ECDSA P-256/P-384 or RSA${key.asymmetricKeyType === 'ed25519' ? ' (this CA does not accept Ed25519)' : ''}`,
-      );
-    }
+    checkCsrKey(key, this.#allowEd25519);
     // The algorithm must fit the key: node:crypto picks the scheme from the key alone, so an RSA
     // signature labelled ECDSA (or the reverse) would otherwise be checked as what it is.
     let ok = false;

@@ -25,6 +25,7 @@ import {
   unsignedIntegerOf,
   type Tlv,
 } from '../../lib/der.js';
+import { AcmeProblem } from '../../protocol/problems.js';
 
 const OID_CN = '2.5.4.3';
 const OID_EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
@@ -367,4 +368,23 @@ function jwkOf(spki: Buffer): Record<string, string> | null {
 /** RSA-PSS verification options for node:crypto, or the plain key. */
 export function verifyKey(key: KeyObject, alg: CsrSignatureAlgorithm): KeyObject | { key: KeyObject; padding: number; saltLength: number } {
   return alg.pssSaltLength === undefined ? key : { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: alg.pssSaltLength };
+}
+
+/** SECURITY.md's certificate key rules: RSA 2048-8192 bits with e = 65537, EC P-256/P-384, Ed25519 when allowed. */
+export function checkCsrKey(key: KeyObject, allowEd25519: boolean): void {
+  const d = key.asymmetricKeyDetails ?? {};
+  if (key.asymmetricKeyType === 'rsa') {
+    const bits = d.modulusLength ?? 0;
+    if (bits < 2048 || bits > 8192) throw new AcmeProblem('badCSR', `RSA keys must have 2048 to 8192 bits, not ${bits}`);
+    if (d.publicExponent !== 65537n) throw new AcmeProblem('badCSR', 'RSA keys must use the public exponent 65537');
+  } else if (key.asymmetricKeyType === 'ec') {
+    if (d.namedCurve !== 'prime256v1' && d.namedCurve !== 'secp384r1') {
+      throw new AcmeProblem('badCSR', `EC curve ${d.namedCurve ?? 'unknown'} is not supported; use P-256 or P-384`);
+    }
+  } else if (!(key.asymmetricKeyType === 'ed25519' && allowEd25519)) {
+    throw new AcmeProblem(
+      'badCSR',
+      `${key.asymmetricKeyType ?? 'this'} keys are not supported; use ECDSA P-256/P-384 or RSA${key.asymmetricKeyType === 'ed25519' ? ' (this CA does not accept Ed25519)' : ''}`,
+    );
+  }
 }

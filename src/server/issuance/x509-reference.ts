@@ -10,6 +10,7 @@ import * as x509 from '../../lib/x509.js';
 import { canonicalIdentifier, sortIdentifiers } from '../../protocol/identifiers.js';
 import { AcmeProblem } from '../../protocol/problems.js';
 import type { Identifier } from '../../protocol/types.js';
+import { checkCsrKey } from './csr-der.js';
 import { importPrivateKeyPem, keyParams } from './keys.js';
 import type { CsrInfo, IssuancePlan, IssuedCertificate, KeyAlgorithm } from './types.js';
 
@@ -106,21 +107,7 @@ export class X509Reference {
     } catch {
       throw new AcmeProblem('badCSR', "the CSR's public key does not parse");
     }
-    const d = key.asymmetricKeyDetails ?? {};
-    if (key.asymmetricKeyType === 'rsa') {
-      const bits = d.modulusLength ?? 0;
-      if (bits < 2048 || bits > 8192) throw new AcmeProblem('badCSR', `RSA keys must have 2048 to 8192 bits, not ${bits}`);
-      if (d.publicExponent !== 65537n) throw new AcmeProblem('badCSR', 'RSA keys must use the public exponent 65537');
-    } else if (key.asymmetricKeyType === 'ec') {
-      if (d.namedCurve !== 'prime256v1' && d.namedCurve !== 'secp384r1') {
-        throw new AcmeProblem('badCSR', `EC curve ${d.namedCurve ?? 'unknown'} is not supported; use P-256 or P-384`);
-      }
-    } else if (!(key.asymmetricKeyType === 'ed25519' && this.#allowEd25519)) {
-      throw new AcmeProblem(
-        'badCSR',
-        `${key.asymmetricKeyType ?? 'this'} keys are not supported; use ECDSA P-256/P-384 or RSA${key.asymmetricKeyType === 'ed25519' ? ' (this CA does not accept Ed25519)' : ''}`,
-      );
-    }
+    checkCsrKey(key, this.#allowEd25519);
     let ok = false;
     try {
       ok = await csr.verify();
