@@ -67,7 +67,7 @@ export class KyselyStoreTx implements StoreTx {
   }
 
   // ------------------------------------------------------------ accounts
-  #account(r: Database['accounts']): AccountRecord {
+  protected mapAccount(r: Database['accounts']): AccountRecord {
     return {
       id: r.id,
       status: r.status as AccountRecord['status'],
@@ -98,12 +98,12 @@ export class KyselyStoreTx implements StoreTx {
 
   async getAccount(id: string): Promise<AccountRecord | null> {
     const r = await this.db.selectFrom('accounts').selectAll().where('id', '=', id).executeTakeFirst();
-    return r ? this.#account(r) : null;
+    return r ? this.mapAccount(r) : null;
   }
 
   async getAccountByThumbprint(thumbprint: string): Promise<AccountRecord | null> {
     const r = await this.db.selectFrom('accounts').selectAll().where('thumbprint', '=', thumbprint).executeTakeFirst();
-    return r ? this.#account(r) : null;
+    return r ? this.mapAccount(r) : null;
   }
 
   async updateAccount(
@@ -124,8 +124,14 @@ export class KyselyStoreTx implements StoreTx {
   }
 
   // ------------------------------------------------------------ orders
-  async #order(r: Database['orders']): Promise<OrderRecord> {
-    const links = await this.db.selectFrom('order_authzs').select('authz_id').where('order_id', '=', r.id).orderBy('position').execute();
+  /** The authorization ids of an order, in order. */
+  protected async loadOrderAuthzIds(orderId: string): Promise<string[]> {
+    const links = await this.db.selectFrom('order_authzs').select('authz_id').where('order_id', '=', orderId).orderBy('position').execute();
+    return links.map((l) => l.authz_id);
+  }
+
+  protected async mapOrder(r: Database['orders']): Promise<OrderRecord> {
+    const authzIds = await this.loadOrderAuthzIds(r.id);
     return {
       id: r.id,
       accountId: r.account_id,
@@ -135,7 +141,7 @@ export class KyselyStoreTx implements StoreTx {
       notBefore: date(r.not_before),
       notAfter: date(r.not_after),
       error: parse<ProblemDocument>(r.error),
-      authzIds: links.map((l) => l.authz_id),
+      authzIds,
       certificateId: r.certificate_id,
       createdAt: date(r.created_at)!,
       profile: r.profile,
@@ -171,7 +177,7 @@ export class KyselyStoreTx implements StoreTx {
 
   async getOrder(id: string): Promise<OrderRecord | null> {
     const r = await this.db.selectFrom('orders').selectAll().where('id', '=', id).executeTakeFirst();
-    return r ? this.#order(r) : null;
+    return r ? this.mapOrder(r) : null;
   }
 
   async updateOrder(
@@ -235,11 +241,11 @@ export class KyselyStoreTx implements StoreTx {
       .selectAll('orders')
       .where('order_authzs.authz_id', '=', authzId)
       .execute();
-    return Promise.all(rows.map((r) => this.#order(r)));
+    return Promise.all(rows.map((r) => this.mapOrder(r)));
   }
 
   // ------------------------------------------------------------ authorizations and challenges
-  #challenge(r: Database['challenges']): ChallengeRecord {
+  protected mapChallenge(r: Database['challenges']): ChallengeRecord {
     return {
       id: r.id,
       authzId: r.authz_id,
@@ -253,8 +259,13 @@ export class KyselyStoreTx implements StoreTx {
     };
   }
 
-  async #authz(r: Database['authzs']): Promise<AuthzRecord> {
-    const ch = await this.db.selectFrom('challenges').selectAll().where('authz_id', '=', r.id).orderBy('position').execute();
+  /** The challenge rows of an authorization, in order. */
+  protected async loadChallengeRows(authzId: string): Promise<Array<Database['challenges']>> {
+    return this.db.selectFrom('challenges').selectAll().where('authz_id', '=', authzId).orderBy('position').execute();
+  }
+
+  protected async mapAuthz(r: Database['authzs']): Promise<AuthzRecord> {
+    const ch = await this.loadChallengeRows(r.id);
     return {
       id: r.id,
       accountId: r.account_id,
@@ -264,7 +275,7 @@ export class KyselyStoreTx implements StoreTx {
       expires: date(r.expires)!,
       createdAt: date(r.created_at)!,
       validatedAt: date(r.validated_at),
-      challenges: ch.map((c) => this.#challenge(c)),
+      challenges: ch.map((c) => this.mapChallenge(c)),
     };
   }
 
@@ -306,7 +317,7 @@ export class KyselyStoreTx implements StoreTx {
 
   async getAuthz(id: string): Promise<AuthzRecord | null> {
     const r = await this.db.selectFrom('authzs').selectAll().where('id', '=', id).executeTakeFirst();
-    return r ? this.#authz(r) : null;
+    return r ? this.mapAuthz(r) : null;
   }
 
   async findReusableAuthz(
@@ -329,7 +340,7 @@ export class KyselyStoreTx implements StoreTx {
       .orderBy('validated_at', 'desc')
       .limit(1)
       .executeTakeFirst();
-    return r ? this.#authz(r) : null;
+    return r ? this.mapAuthz(r) : null;
   }
 
   async hasValidAuthz(accountId: string, identifier: Identifier, now: Date): Promise<boolean> {
@@ -367,7 +378,7 @@ export class KyselyStoreTx implements StoreTx {
 
   async getChallenge(id: string): Promise<ChallengeRecord | null> {
     const r = await this.db.selectFrom('challenges').selectAll().where('id', '=', id).executeTakeFirst();
-    return r ? this.#challenge(r) : null;
+    return r ? this.mapChallenge(r) : null;
   }
 
   async updateChallenge(
@@ -394,7 +405,7 @@ export class KyselyStoreTx implements StoreTx {
       .orderBy('requested_at')
       .limit(limit)
       .execute();
-    return rows.map((r) => this.#challenge(r));
+    return rows.map((r) => this.mapChallenge(r));
   }
 
   // ------------------------------------------------------------ certificates
@@ -626,11 +637,18 @@ export interface KyselyStoreOptions {
     maxBatch?: number;
     /** How long to wait for another process's write lock before the waiting transactions fail (default 5 s). */
     busyWaitMs?: number;
+    /** Runs a statement without results on the connection directly (BEGIN, SAVEPOINT, ...), skipping kysely. */
+    exec?: (sql: string) => void;
   };
+  /** The StoreTx that transactions get, over their connection (a dialect's faster one). */
+  txFor?: (conn: Kysely<Database>) => KyselyStoreTx;
 }
 
-/** Methods of StoreTx that only read; every other one writes (and joins a group commit). */
-const READS = /^(get|list|count|find|has|ordersFor)/;
+/**
+ * Methods of KyselyStoreTx that only read (StoreTx's get/list/count/find/has/ordersFor, and the
+ * row helpers map* and load*); every other one writes, and joins a group commit.
+ */
+const READS = /^(get|list|count|find|has|ordersFor|map|load)/;
 
 interface Job {
   fn: (tx: StoreTx) => Promise<unknown>;
@@ -656,7 +674,26 @@ class GroupCommitter {
     private readonly kysely: Kysely<Database>,
     private readonly maxBatch: number,
     private readonly busyWaitMs: number,
+    private readonly txFor: (conn: Kysely<Database>) => KyselyStoreTx,
+    private readonly exec: ((sql: string) => void) | undefined,
   ) {}
+
+  /** True while a batch holds (or waits for) the connection. */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  #run(conn: Kysely<Database>, statement: string): Promise<unknown> {
+    if (this.exec) {
+      try {
+        this.exec(statement);
+        return Promise.resolve();
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return sql.raw(statement).execute(conn);
+  }
 
   run<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(new Error('the store is closed'));
@@ -713,11 +750,11 @@ class GroupCommitter {
     const failed = new Map<Job, unknown>();
     try {
       // No wait inside SQLite (see #drain); its busy timeout stays for everything else.
-      await sql`pragma busy_timeout = 0`.execute(conn);
+      await this.#run(conn, 'pragma busy_timeout = 0');
       try {
-        await sql`begin immediate`.execute(conn);
+        await this.#run(conn, 'begin immediate');
       } finally {
-        await sql.raw(`pragma busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`).execute(conn);
+        await this.#run(conn, `pragma busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
       }
     } catch (e) {
       if (isBusy(e)) return { error: e };
@@ -730,15 +767,15 @@ class GroupCommitter {
         while (this.#queue.length && taken.length < this.maxBatch) {
           const job = this.#queue.shift()!;
           taken.push(job);
-          await sql`savepoint anvil_gc`.execute(conn);
+          await this.#run(conn, 'savepoint anvil_gc');
           try {
-            const v = await job.fn(new KyselyStoreTx(conn));
-            await sql`release anvil_gc`.execute(conn);
+            const v = await job.fn(this.txFor(conn));
+            await this.#run(conn, 'release anvil_gc');
             settle.push(() => job.resolve(v));
           } catch (e) {
             failed.set(job, e);
-            await sql`rollback to anvil_gc`.execute(conn);
-            await sql`release anvil_gc`.execute(conn);
+            await this.#run(conn, 'rollback to anvil_gc');
+            await this.#run(conn, 'release anvil_gc');
             settle.push(() => job.reject(e));
           }
         }
@@ -747,9 +784,9 @@ class GroupCommitter {
         await new Promise<void>((r) => setImmediate(r));
         if (!this.#queue.length) break;
       }
-      await sql`commit`.execute(conn);
+      await this.#run(conn, 'commit');
     } catch (e) {
-      await sql`rollback`.execute(conn).catch(() => {});
+      await this.#run(conn, 'rollback').catch(() => {});
       for (const job of taken) job.reject(failed.has(job) ? failed.get(job) : e);
       return 'done';
     }
@@ -765,6 +802,11 @@ export class KyselyStore extends KyselyStoreTx implements Store {
   readonly #isolationLevel: IsolationLevel | undefined;
   readonly #group: GroupCommitter | undefined;
 
+  /** True while a group commit holds (or waits for) the connection: reads outside it must queue. */
+  protected get batchRunning(): boolean {
+    return this.#group?.running ?? false;
+  }
+
   constructor(
     private readonly kysely: Kysely<Database>,
     private readonly onClose: () => Promise<void> = async () => {},
@@ -775,7 +817,13 @@ export class KyselyStore extends KyselyStoreTx implements Store {
     this.#attempts = Math.max(1, opts.attempts ?? 3);
     this.#isolationLevel = opts.isolationLevel;
     if (opts.groupCommit) {
-      const group = new GroupCommitter(kysely, Math.max(1, opts.groupCommit.maxBatch ?? 256), opts.groupCommit.busyWaitMs ?? SQLITE_BUSY_TIMEOUT_MS);
+      const group = new GroupCommitter(
+        kysely,
+        Math.max(1, opts.groupCommit.maxBatch ?? 256),
+        opts.groupCommit.busyWaitMs ?? SQLITE_BUSY_TIMEOUT_MS,
+        opts.txFor ?? ((conn) => new KyselyStoreTx(conn)),
+        opts.groupCommit.exec,
+      );
       this.#group = group;
       // A write outside a transaction is a transaction of one statement: it joins the group too.
       for (const name of Object.getOwnPropertyNames(KyselyStoreTx.prototype)) {

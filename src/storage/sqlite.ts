@@ -7,10 +7,10 @@ import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CompiledQuery, Kysely, SqliteDialect, type DatabaseConnection, type Driver } from 'kysely';
-import { KyselyStore, SQLITE_BUSY_TIMEOUT_MS } from './kysely-store.js';
+import { KyselyStore, KyselyStoreTx, SQLITE_BUSY_TIMEOUT_MS } from './kysely-store.js';
 import { MIGRATIONS, migrate, type Migration, type MigrationLedger } from './migrations.js';
 import type { Database as Schema } from './schema.js';
-import type { Store } from './store.js';
+import type { AccountRecord, AuthzRecord, ChallengeRecord, OrderRecord, Store } from './store.js';
 
 /**
  * SQLite with `BEGIN IMMEDIATE` transactions: the write lock is taken when the transaction starts,
@@ -57,6 +57,14 @@ export async function openSqliteDatabase(
   migrations: readonly Migration[] = MIGRATIONS,
   ledger: MigrationLedger = 'schema_migrations',
 ): Promise<Kysely<Schema>> {
+  return (await openSqlite(file, migrations, ledger)).db;
+}
+
+async function openSqlite(
+  file: string,
+  migrations: readonly Migration[],
+  ledger: MigrationLedger,
+): Promise<{ db: Kysely<Schema>; sqlite: Database.Database }> {
   if (file !== ':memory:') await mkdir(path.dirname(path.resolve(file)), { recursive: true, mode: 0o700 });
   const sqlite = new Database(file);
   try {
@@ -78,10 +86,113 @@ export async function openSqliteDatabase(
     await db.destroy();
     throw e;
   }
-  return db;
+  return { db, sqlite };
+}
+
+/**
+ * The statements every ACME request runs, prepared once and run on better-sqlite3 directly: through
+ * kysely each costs about 7 µs more (query building, compiling, a chain of promises) than SQLite
+ * itself takes. The SQL is what the kysely code of KyselyStoreTx builds for the same methods, and
+ * the store contract suite runs against this store, so both stay the same.
+ */
+function hotStatements(sqlite: Database.Database) {
+  return {
+    account: sqlite.prepare<[string], Schema['accounts']>('select * from "accounts" where "id" = ?'),
+    authz: sqlite.prepare<[string], Schema['authzs']>('select * from "authzs" where "id" = ?'),
+    challenges: sqlite.prepare<[string], Schema['challenges']>('select * from "challenges" where "authz_id" = ? order by "position"'),
+    challenge: sqlite.prepare<[string], Schema['challenges']>('select * from "challenges" where "id" = ?'),
+    order: sqlite.prepare<[string], Schema['orders']>('select * from "orders" where "id" = ?'),
+    orderAuthzs: sqlite.prepare<[string], { authz_id: string }>('select "authz_id" from "order_authzs" where "order_id" = ? order by "position"'),
+    useNonce: sqlite.prepare<[string, number]>('insert into "used_nonces" ("value", "expires") values (?, ?) on conflict ("value") do nothing'),
+  };
+}
+type HotStatements = ReturnType<typeof hotStatements>;
+
+/** KyselyStoreTx with the hot statements run directly; everything else as KyselyStoreTx does it. */
+class SqliteTx extends KyselyStoreTx {
+  constructor(
+    db: Kysely<Schema>,
+    private readonly st: HotStatements,
+  ) {
+    super(db);
+  }
+
+  override async useNonce(value: string, expires: Date): Promise<boolean> {
+    return this.st.useNonce.run(value, expires.getTime()).changes > 0;
+  }
+
+  override async getAccount(id: string): Promise<AccountRecord | null> {
+    const r = this.st.account.get(id);
+    return r ? this.mapAccount(r) : null;
+  }
+
+  override async getAuthz(id: string): Promise<AuthzRecord | null> {
+    const r = this.st.authz.get(id);
+    return r ? this.mapAuthz(r) : null;
+  }
+
+  override async getChallenge(id: string): Promise<ChallengeRecord | null> {
+    const r = this.st.challenge.get(id);
+    return r ? this.mapChallenge(r) : null;
+  }
+
+  override async getOrder(id: string): Promise<OrderRecord | null> {
+    const r = this.st.order.get(id);
+    return r ? this.mapOrder(r) : null;
+  }
+
+  protected override async loadChallengeRows(authzId: string): Promise<Array<Schema['challenges']>> {
+    return this.st.challenges.all(authzId);
+  }
+
+  protected override async loadOrderAuthzIds(orderId: string): Promise<string[]> {
+    return this.st.orderAuthzs.all(orderId).map((r) => r.authz_id);
+  }
+}
+
+/**
+ * The SQLite store: group commit (KyselyStore), with the hot statements on better-sqlite3 directly.
+ * A read outside a transaction runs at once when no batch holds the connection (then nothing
+ * uncommitted is on it), and otherwise queues behind the batch, as a kysely read would.
+ */
+class SqliteStore extends KyselyStore {
+  readonly #fast: SqliteTx;
+
+  constructor(db: Kysely<Schema>, sqlite: Database.Database) {
+    const st = hotStatements(sqlite);
+    const control = new Map<string, Database.Statement>();
+    super(db, undefined, {
+      groupCommit: {
+        exec: (statement) => {
+          let c = control.get(statement);
+          if (!c) control.set(statement, (c = sqlite.prepare(statement)));
+          c.run();
+        },
+      },
+      txFor: (conn) => new SqliteTx(conn, st),
+    });
+    this.#fast = new SqliteTx(db, st);
+  }
+
+  override getAccount(id: string): Promise<AccountRecord | null> {
+    return this.batchRunning ? super.getAccount(id) : this.#fast.getAccount(id);
+  }
+
+  override getAuthz(id: string): Promise<AuthzRecord | null> {
+    return this.batchRunning ? super.getAuthz(id) : this.#fast.getAuthz(id);
+  }
+
+  override getChallenge(id: string): Promise<ChallengeRecord | null> {
+    return this.batchRunning ? super.getChallenge(id) : this.#fast.getChallenge(id);
+  }
+
+  override getOrder(id: string): Promise<OrderRecord | null> {
+    return this.batchRunning ? super.getOrder(id) : this.#fast.getOrder(id);
+  }
 }
 
 /** The CA's store (it holds EAB HMAC keys). */
 export async function openSqliteStore(file: string): Promise<Store> {
-  return new KyselyStore(await openSqliteDatabase(file), undefined, { groupCommit: {} });
+  const { db, sqlite } = await openSqlite(file, MIGRATIONS, 'schema_migrations');
+  return new SqliteStore(db, sqlite);
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
-import { KyselyStore } from '../../src/storage/kysely-store.js';
+import { KyselyStore, KyselyStoreTx } from '../../src/storage/kysely-store.js';
 import type { Database as Schema } from '../../src/storage/schema.js';
 import { MIGRATIONS } from '../../src/storage/migrations.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
@@ -205,4 +205,20 @@ describe('SQLite group commit: wake-ups and close', () => {
     await assert.rejects(store.useNonce('late', new Date(Date.now() + 60_000)), /closed/);
     await assert.rejects(store.transaction(async (tx) => tx.getAccount('x')), /closed/);
   });
+});
+
+test('group commit routes exactly the writing methods of the Store through its batches', async () => {
+  const store = await openSqliteStore(':memory:');
+  try {
+    // The routing puts a wrapper on the instance over each method of KyselyStoreTx that writes.
+    const methods = new Set(Object.getOwnPropertyNames(KyselyStoreTx.prototype));
+    const routed = Object.getOwnPropertyNames(store).filter((n) => methods.has(n));
+    assert.deepEqual(routed.sort(), [
+      'createAccount', 'createAuthz', 'createCertificate', 'createEabKey', 'createOrder', 'purgeExpired', 'putCrl',
+      'serverSecret', 'setRenewalWindow', 'updateAccount', 'updateAccountAuthzs', 'updateAuthz', 'updateCertificate',
+      'updateChallenge', 'updateOrder', 'useEabKey', 'useNonce',
+    ].sort());
+  } finally {
+    await store.close();
+  }
 });
