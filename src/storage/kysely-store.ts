@@ -38,8 +38,22 @@ function changed(r: { numUpdatedRows?: bigint } | undefined): boolean {
   return (r?.numUpdatedRows ?? 0n) > 0n;
 }
 
+type IdTable = 'accounts' | 'orders' | 'authzs' | 'challenges' | 'certificates';
+
 export class KyselyStoreTx implements StoreTx {
   constructor(protected readonly db: Db) {}
+
+  /** INSERT of whole rows (one statement); a dialect's faster path may override it. */
+  protected async sqlInsert<T extends keyof Database & string>(table: T, rows: Array<Database[T]>): Promise<void> {
+    if (rows.length) await this.db.insertInto(table).values(rows as never).execute();
+  }
+
+  /** UPDATE `table` SET `set` WHERE id = `id` [AND status IN `expect`]; true if a row changed. */
+  protected async sqlUpdateById<T extends IdTable>(table: T, set: Partial<Database[T]>, id: string, expect?: readonly string[]): Promise<boolean> {
+    let q = this.db.updateTable(table as IdTable).set(set as never).where('id', '=', id);
+    if (expect?.length) q = q.where('status', 'in', expect as never);
+    return changed(await q.executeTakeFirst());
+  }
 
   // ------------------------------------------------------------ nonces
   async useNonce(value: string, expires: Date): Promise<boolean> {
@@ -81,9 +95,8 @@ export class KyselyStoreTx implements StoreTx {
   }
 
   async createAccount(a: AccountRecord): Promise<void> {
-    await this.db
-      .insertInto('accounts')
-      .values({
+    await this.sqlInsert('accounts', [
+      {
         id: a.id,
         status: a.status,
         jwk: JSON.stringify(a.jwk),
@@ -92,8 +105,8 @@ export class KyselyStoreTx implements StoreTx {
         tos_agreed: a.termsOfServiceAgreed ? 1 : 0,
         eab_kid: a.eabKid,
         created_at: a.createdAt.getTime(),
-      })
-      .execute();
+      },
+    ]);
   }
 
   async getAccount(id: string): Promise<AccountRecord | null> {
@@ -118,9 +131,7 @@ export class KyselyStoreTx implements StoreTx {
     if (patch.thumbprint !== undefined) set.thumbprint = patch.thumbprint;
     if (patch.termsOfServiceAgreed !== undefined) set.tos_agreed = patch.termsOfServiceAgreed ? 1 : 0;
     if (Object.keys(set).length === 0) return (await this.getAccount(id)) !== null;
-    let q = this.db.updateTable('accounts').set(set).where('id', '=', id);
-    if (expect?.length) q = q.where('status', 'in', expect);
-    return changed(await q.executeTakeFirst());
+    return this.sqlUpdateById('accounts', set, id, expect);
   }
 
   // ------------------------------------------------------------ orders
@@ -150,9 +161,8 @@ export class KyselyStoreTx implements StoreTx {
   }
 
   async createOrder(o: OrderRecord): Promise<void> {
-    await this.db
-      .insertInto('orders')
-      .values({
+    await this.sqlInsert('orders', [
+      {
         id: o.id,
         account_id: o.accountId,
         status: o.status,
@@ -165,13 +175,13 @@ export class KyselyStoreTx implements StoreTx {
         created_at: o.createdAt.getTime(),
         profile: o.profile,
         replaces: o.replaces,
-      })
-      .execute();
+      },
+    ]);
     if (o.authzIds.length) {
-      await this.db
-        .insertInto('order_authzs')
-        .values(o.authzIds.map((authz_id, position) => ({ order_id: o.id, authz_id, position })))
-        .execute();
+      await this.sqlInsert(
+        'order_authzs',
+        o.authzIds.map((authz_id, position) => ({ order_id: o.id, authz_id, position })),
+      );
     }
   }
 
@@ -189,9 +199,7 @@ export class KyselyStoreTx implements StoreTx {
     if (patch.status !== undefined) set.status = patch.status;
     if (patch.error !== undefined) set.error = json(patch.error);
     if (patch.certificateId !== undefined) set.certificate_id = patch.certificateId;
-    let q = this.db.updateTable('orders').set(set).where('id', '=', id);
-    if (expect?.length) q = q.where('status', 'in', expect);
-    return changed(await q.executeTakeFirst());
+    return this.sqlUpdateById('orders', set, id, expect);
   }
 
   async listOrders(accountId: string, cursor: string | null, limit: number): Promise<Page<string>> {
@@ -280,9 +288,8 @@ export class KyselyStoreTx implements StoreTx {
   }
 
   async createAuthz(a: AuthzRecord): Promise<void> {
-    await this.db
-      .insertInto('authzs')
-      .values({
+    await this.sqlInsert('authzs', [
+      {
         id: a.id,
         account_id: a.accountId,
         identifier_type: a.identifier.type,
@@ -292,26 +299,24 @@ export class KyselyStoreTx implements StoreTx {
         expires: a.expires.getTime(),
         created_at: a.createdAt.getTime(),
         validated_at: ms(a.validatedAt),
-      })
-      .execute();
+      },
+    ]);
     if (a.challenges.length) {
-      await this.db
-        .insertInto('challenges')
-        .values(
-          a.challenges.map((c, position) => ({
-            id: c.id,
-            authz_id: a.id,
-            type: c.type,
-            token: c.token,
-            status: c.status,
-            validated: ms(c.validated),
-            error: json(c.error),
-            validation_records: json(c.validationRecords),
-            requested_at: ms(c.requestedAt),
-            position,
-          })),
-        )
-        .execute();
+      await this.sqlInsert(
+        'challenges',
+        a.challenges.map((c, position) => ({
+          id: c.id,
+          authz_id: a.id,
+          type: c.type,
+          token: c.token,
+          status: c.status,
+          validated: ms(c.validated),
+          error: json(c.error),
+          validation_records: json(c.validationRecords),
+          requested_at: ms(c.requestedAt),
+          position,
+        })),
+      );
     }
   }
 
@@ -366,9 +371,7 @@ export class KyselyStoreTx implements StoreTx {
     if (patch.status !== undefined) set.status = patch.status;
     if (patch.expires !== undefined) set.expires = patch.expires.getTime();
     if (patch.validatedAt !== undefined) set.validated_at = ms(patch.validatedAt);
-    let q = this.db.updateTable('authzs').set(set).where('id', '=', id);
-    if (expect?.length) q = q.where('status', 'in', expect);
-    return changed(await q.executeTakeFirst());
+    return this.sqlUpdateById('authzs', set, id, expect);
   }
 
   async updateAccountAuthzs(accountId: string, from: AuthzRecord['status'][], to: AuthzRecord['status']): Promise<number> {
@@ -392,9 +395,7 @@ export class KyselyStoreTx implements StoreTx {
     if (patch.error !== undefined) set.error = json(patch.error);
     if (patch.validationRecords !== undefined) set.validation_records = json(patch.validationRecords);
     if (patch.requestedAt !== undefined) set.requested_at = ms(patch.requestedAt);
-    let q = this.db.updateTable('challenges').set(set).where('id', '=', id);
-    if (expect?.length) q = q.where('status', 'in', expect);
-    return changed(await q.executeTakeFirst());
+    return this.sqlUpdateById('challenges', set, id, expect);
   }
 
   async listProcessingChallenges(limit: number): Promise<ChallengeRecord[]> {
@@ -433,9 +434,8 @@ export class KyselyStoreTx implements StoreTx {
   }
 
   async createCertificate(c: CertificateRecord): Promise<void> {
-    await this.db
-      .insertInto('certificates')
-      .values({
+    await this.sqlInsert('certificates', [
+      {
         id: c.id,
         serial: c.serial,
         account_id: c.accountId,
@@ -455,8 +455,8 @@ export class KyselyStoreTx implements StoreTx {
         replaces_id: c.replacesId,
         ari_start: ms(c.renewalWindow?.start),
         ari_end: ms(c.renewalWindow?.end),
-      })
-      .execute();
+      },
+    ]);
   }
 
   async getCertificate(id: string): Promise<CertificateRecord | null> {
@@ -481,9 +481,7 @@ export class KyselyStoreTx implements StoreTx {
     if (patch.issuedAt !== undefined) set.issued_at = ms(patch.issuedAt);
     if (patch.revokedAt !== undefined) set.revoked_at = ms(patch.revokedAt);
     if (patch.revocationReason !== undefined) set.revocation_reason = patch.revocationReason;
-    let q = this.db.updateTable('certificates').set(set).where('id', '=', id);
-    if (expect?.length) q = q.where('status', 'in', expect);
-    return changed(await q.executeTakeFirst());
+    return this.sqlUpdateById('certificates', set, id, expect);
   }
 
   async listPendingCertificates(limit: number): Promise<CertificateRecord[]> {
@@ -645,10 +643,11 @@ export interface KyselyStoreOptions {
 }
 
 /**
- * Methods of KyselyStoreTx that only read (StoreTx's get/list/count/find/has/ordersFor, and the
- * row helpers map* and load*); every other one writes, and joins a group commit.
+ * Methods of KyselyStoreTx a group commit leaves alone: StoreTx's reads (get/list/count/find/has/
+ * ordersFor) and the protected helpers (map*, load*, sql*), which run inside the public methods.
+ * Every other method writes, and joins a group commit.
  */
-const READS = /^(get|list|count|find|has|ordersFor|map|load)/;
+const READS = /^(get|list|count|find|has|ordersFor|map|load|sql)/;
 
 interface Job {
   fn: (tx: StoreTx) => Promise<unknown>;

@@ -113,8 +113,39 @@ class SqliteTx extends KyselyStoreTx {
   constructor(
     db: Kysely<Schema>,
     private readonly st: HotStatements,
+    private readonly sqlite: Database.Database,
   ) {
     super(db);
+  }
+
+  // The SQL below is written from column names in Anvil's code (KyselyStoreTx), never from input;
+  // statements are kept by their text (cacheStatements).
+  protected override async sqlInsert<T extends keyof Schema & string>(table: T, rows: Array<Schema[T]>): Promise<void> {
+    const values = rows as unknown as Array<Record<string, unknown>>;
+    if (!values.length) return;
+    const shape = (r: Record<string, unknown>) => Object.keys(r).filter((c) => r[c] !== undefined);
+    const cols = shape(values[0]!);
+    if (values.some((r) => shape(r).join() !== cols.join())) return super.sqlInsert(table, rows); // as kysely writes them
+    const tuple = `(${cols.map(() => '?').join(', ')})`;
+    this.sqlite
+      .prepare(`insert into "${table}" (${cols.map((c) => `"${c}"`).join(', ')}) values ${values.map(() => tuple).join(', ')}`)
+      .run(...values.flatMap((r) => cols.map((c) => r[c])));
+  }
+
+  protected override async sqlUpdateById<T extends 'accounts' | 'orders' | 'authzs' | 'challenges' | 'certificates'>(
+    table: T,
+    set: Partial<Schema[T]>,
+    id: string,
+    expect?: readonly string[],
+  ): Promise<boolean> {
+    const values = set as Record<string, unknown>;
+    const cols = Object.keys(values).filter((c) => values[c] !== undefined);
+    if (!cols.length) return super.sqlUpdateById(table, set, id, expect);
+    const status = expect?.length ? ` and "status" in (${expect.map(() => '?').join(', ')})` : '';
+    const r = this.sqlite
+      .prepare(`update "${table}" set ${cols.map((c) => `"${c}" = ?`).join(', ')} where "id" = ?${status}`)
+      .run(...cols.map((c) => values[c]), id, ...(expect ?? []));
+    return r.changes > 0;
   }
 
   override async useNonce(value: string, expires: Date): Promise<boolean> {
@@ -169,9 +200,9 @@ class SqliteStore extends KyselyStore {
           c.run();
         },
       },
-      txFor: (conn) => new SqliteTx(conn, st),
+      txFor: (conn) => new SqliteTx(conn, st, sqlite),
     });
-    this.#fast = new SqliteTx(db, st);
+    this.#fast = new SqliteTx(db, st, sqlite);
   }
 
   override getAccount(id: string): Promise<AccountRecord | null> {
