@@ -48,6 +48,7 @@ import { Agent, type Dispatcher } from 'undici';
 // and the client agree on what "private" means. (A client module importing a server one: checkAddress
 // would sit better in src/lib.)
 import { checkAddress } from '../server/validation/policy.js';
+import { childrenOf, DerError, expectTag, readTlv, type Tlv } from '../lib/der.js';
 import { SIGNATURE_DIGESTS } from '../lib/signature-algorithms.js';
 import { AcmeClientError } from './errors.js';
 import { fetchBounded } from './http.js';
@@ -440,50 +441,6 @@ interface ScannedCrl {
   verified: Map<string, boolean>;
 }
 
-class BadDer extends Error {}
-
-interface Tlv {
-  tag: number;
-  start: number;
-  content: number;
-  end: number;
-}
-
-/** The DER element at `at`, which must end by `limit`. */
-function tlv(b: Buffer, at: number, limit: number): Tlv {
-  if (at + 2 > limit) throw new BadDer(`truncated at byte ${at}`);
-  const tag = b[at]!;
-  if ((tag & 0x1f) === 0x1f) throw new BadDer(`multi-byte tag at byte ${at}`);
-  let len = b[at + 1]!;
-  let content = at + 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    // DER: definite lengths only; 4 length bytes are far more than CRL_MAX_BYTES needs.
-    if (n === 0 || n > 4 || content + n > limit) throw new BadDer(`bad length at byte ${at}`);
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + b[content + i]!;
-    content += n;
-  }
-  const end = content + len;
-  if (end > limit) throw new BadDer(`element at byte ${at} runs past its container`);
-  return { tag, start: at, content, end };
-}
-
-function childrenOf(b: Buffer, parent: Tlv): Tlv[] {
-  const out: Tlv[] = [];
-  for (let at = parent.content; at < parent.end; ) {
-    const c = tlv(b, at, parent.end);
-    out.push(c);
-    at = c.end;
-  }
-  return out;
-}
-
-function expectTag(t: Tlv | undefined, tag: number, what: string): Tlv {
-  if (!t || t.tag !== tag) throw new BadDer(`${what} is missing`);
-  return t;
-}
-
 const isTime = (t: Tlv | undefined): t is Tlv => t?.tag === 0x17 || t?.tag === 0x18;
 
 /**
@@ -495,30 +452,30 @@ const isTime = (t: Tlv | undefined): t is Tlv => t?.tag === 0x17 || t?.tag === 0
 function scanCrl(der: Buffer): ScannedCrl {
   const piece = (t: Tlv) => der.subarray(t.start, t.end);
   try {
-    const top = tlv(der, 0, der.length);
-    if (top.tag !== 0x30 || top.end !== der.length) throw new BadDer('not one DER SEQUENCE');
+    const top = readTlv(der, 0, der.length);
+    if (top.tag !== 0x30 || top.end !== der.length) throw new DerError('not one DER SEQUENCE');
     const [tbs, alg, sig, ...extra] = childrenOf(der, top);
     expectTag(tbs, 0x30, 'tbsCertList');
     expectTag(alg, 0x30, 'signatureAlgorithm');
     expectTag(sig, 0x03, 'signatureValue');
-    if (extra.length) throw new BadDer('fields after signatureValue');
-    if (der[sig!.content] !== 0) throw new BadDer('the signature BIT STRING has unused bits');
+    if (extra.length) throw new DerError('fields after signatureValue');
+    if (der[sig!.contentStart] !== 0) throw new DerError('the signature BIT STRING has unused bits');
     const f = childrenOf(der, tbs!);
     let i = 0;
     if (f[i]?.tag === 0x02) i++; // version
     expectTag(f[i++], 0x30, 'signature');
     const issuer = expectTag(f[i++], 0x30, 'issuer');
-    if (!isTime(f[i])) throw new BadDer('thisUpdate is missing');
+    if (!isTime(f[i])) throw new DerError('thisUpdate is missing');
     const thisUpdate = AsnConvert.parse(piece(f[i++]!), Time).getTime();
     const nextUpdate = isTime(f[i]) ? AsnConvert.parse(piece(f[i++]!), Time).getTime() : undefined;
     const entries = new Map<string, number>();
     if (f[i]?.tag === 0x30) {
       const list = f[i++]!;
-      for (let at = list.content; at < list.end; ) {
-        const e = tlv(der, at, list.end);
-        if (e.tag !== 0x30) throw new BadDer(`revokedCertificates entry at byte ${at} is not a SEQUENCE`);
-        const serial = expectTag(tlv(der, e.content, e.end), 0x02, `the serial of the entry at byte ${at}`);
-        const key = intBytes(der.subarray(serial.content, serial.end)).toString('hex');
+      for (let at = list.contentStart; at < list.end; ) {
+        const e = readTlv(der, at, list.end);
+        if (e.tag !== 0x30) throw new DerError(`revokedCertificates entry at byte ${at} is not a SEQUENCE`);
+        const serial = expectTag(readTlv(der, e.contentStart, e.end), 0x02, `the serial of the entry at byte ${at}`);
+        const key = intBytes(der.subarray(serial.contentStart, serial.end)).toString('hex');
         if (!entries.has(key)) entries.set(key, e.start);
         at = e.end;
       }
@@ -526,15 +483,15 @@ function scanCrl(der: Buffer): ScannedCrl {
     let extensions: Extension[] = [];
     if (f[i]?.tag === 0xa0) {
       const wrapped = f[i++]!;
-      extensions = [...AsnConvert.parse(piece(tlv(der, wrapped.content, wrapped.end)), Extensions)];
+      extensions = [...AsnConvert.parse(piece(readTlv(der, wrapped.contentStart, wrapped.end)), Extensions)];
     }
-    if (i !== f.length) throw new BadDer('unexpected fields in tbsCertList');
+    if (i !== f.length) throw new DerError('unexpected fields in tbsCertList');
     return {
       der,
       tbs: piece(tbs!),
       issuerDer: piece(issuer),
       signatureAlgorithm: AsnConvert.parse(piece(alg!), AlgorithmIdentifier),
-      signature: der.subarray(sig!.content + 1, sig!.end),
+      signature: der.subarray(sig!.contentStart + 1, sig!.end),
       thisUpdate,
       ...(nextUpdate ? { nextUpdate } : {}),
       extensions,
@@ -608,7 +565,7 @@ async function checkCrl(p: Parsed, point: CrlPoint, env: Env, deadline: number):
   if (at === undefined) return { status: 'good', source: 'crl', detail: `CRL ${url}` };
   let r: RevokedCertificate;
   try {
-    const e = tlv(crl.der, at, crl.der.length);
+    const e = readTlv(crl.der, at, crl.der.length);
     r = AsnConvert.parse(crl.der.subarray(e.start, e.end), RevokedCertificate);
   } catch (e) {
     throw new Unusable(`the CRL entry for this certificate does not parse: ${(e as Error).message}`);
