@@ -18,12 +18,13 @@ import { LineageStore, type LineageConfig } from '../../src/client/store.js';
 import { ANVIL_BIN, startAnvil, type StartedAnvil } from '../helpers/anvil-process.js';
 import { startBind, type Bind } from '../helpers/bind.js';
 import { freePort } from '../helpers/ports.js';
-import { NGINX, servedSerial as servedSerialOf, startNginx, type Nginx } from '../helpers/nginx.js';
+import { NGINX, settledServedSerial, startNginx, type Nginx } from '../helpers/nginx.js';
 import { missingTools, runTool, type RunResult } from '../helpers/run.js';
 
 const NAME = 'nginx.anvil.test';
 const OTHER = 'other.anvil.test';
-const servedSerial = (port: number, sni = NAME) => servedSerialOf(port, sni);
+// What nginx serves after any reload has settled (old workers may answer for a moment).
+const servedSerial = (port: number, sni = NAME) => settledServedSerial(port, sni);
 
 const q = (s: string) => `'${s}'`;
 

@@ -49,6 +49,23 @@ export function servedSerial(port: number, sni: string): Promise<string> {
   });
 }
 
+/**
+ * The serial nginx serves once a reload has settled. A graceful reload lets old worker processes
+ * finish, and until they are gone a new connection may still reach one and get the previous
+ * certificate; so this asks until three handshakes in a row agree (within `timeoutMs`).
+ */
+export async function settledServedSerial(port: number, sni: string, timeoutMs = 10_000): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  let last = await servedSerial(port, sni);
+  for (let same = 1; same < 3 && Date.now() < end; ) {
+    await new Promise((r) => setTimeout(r, 50));
+    const s = await servedSerial(port, sni);
+    same = s === last ? same + 1 : 1;
+    last = s;
+  }
+  return last;
+}
+
 export interface Nginx {
   /** The TLS port of the site. */
   port: number;
