@@ -10,7 +10,7 @@ import { CompiledQuery, Kysely, SqliteDialect, type DatabaseConnection, type Dri
 import { KyselyStore, KyselyStoreTx, SQLITE_BUSY_TIMEOUT_MS } from './kysely-store.js';
 import { MIGRATIONS, migrate, type Migration, type MigrationLedger } from './migrations.js';
 import type { Database as Schema } from './schema.js';
-import type { AccountRecord, AuthzRecord, ChallengeRecord, OrderRecord, Store } from './store.js';
+import type { AccountRecord, AuthzRecord, ChallengeRecord, OrderRecord, Store, StoreTx } from './store.js';
 
 /**
  * SQLite with `BEGIN IMMEDIATE` transactions: the write lock is taken when the transaction starts,
@@ -206,20 +206,25 @@ class SqliteStore extends KyselyStore {
     this.#fast = new SqliteTx(db, st, sqlite);
   }
 
+  /** A read outside a transaction: at once on an idle connection, else in the batch holding it. */
+  #read<T>(f: (tx: StoreTx) => Promise<T>): Promise<T> {
+    return this.batchRunning ? this.transaction(f) : f(this.#fast);
+  }
+
   override getAccount(id: string): Promise<AccountRecord | null> {
-    return this.batchRunning ? this.transaction((tx) => tx.getAccount(id)) : this.#fast.getAccount(id);
+    return this.#read((tx) => tx.getAccount(id));
   }
 
   override getAuthz(id: string): Promise<AuthzRecord | null> {
-    return this.batchRunning ? this.transaction((tx) => tx.getAuthz(id)) : this.#fast.getAuthz(id);
+    return this.#read((tx) => tx.getAuthz(id));
   }
 
   override getChallenge(id: string): Promise<ChallengeRecord | null> {
-    return this.batchRunning ? this.transaction((tx) => tx.getChallenge(id)) : this.#fast.getChallenge(id);
+    return this.#read((tx) => tx.getChallenge(id));
   }
 
   override getOrder(id: string): Promise<OrderRecord | null> {
-    return this.batchRunning ? this.transaction((tx) => tx.getOrder(id)) : this.#fast.getOrder(id);
+    return this.#read((tx) => tx.getOrder(id));
   }
 }
 

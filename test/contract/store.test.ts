@@ -67,21 +67,32 @@ describe('SQLite file store', () => {
   });
 });
 
+/**
+ * A group-commit KyselyStore over its own connection to `file` (created and migrated first), as
+ * kysely alone runs it: the SQL it sends can be watched with `onQuery`.
+ */
+async function kyselyGroupStore(file: string, groupCommit: { busyWaitMs?: number }, onQuery?: (sql: string) => void): Promise<KyselyStore> {
+  await (await openSqliteStore(file)).close();
+  const sqlite = new Database(file);
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = FULL');
+  sqlite.pragma('busy_timeout = 5000');
+  const db = new Kysely<Schema>({
+    dialect: new SqliteDialect({ database: sqlite }),
+    log: (e) => {
+      if (e.level === 'query') onQuery?.(e.query.sql);
+    },
+  });
+  return new KyselyStore(db, undefined, { groupCommit });
+}
+
 describe('SQLite group commit', () => {
-  /** A store on `file` whose kysely counts the COMMITs it runs. */
   async function counted(file: string): Promise<{ store: KyselyStore; commits: () => number }> {
-    await (await openSqliteStore(file)).close(); // creates and migrates the file
-    const sqlite = new Database(file);
-    sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma('synchronous = FULL');
     let commits = 0;
-    const db = new Kysely<Schema>({
-      dialect: new SqliteDialect({ database: sqlite }),
-      log: (e) => {
-        if (e.level === 'query' && /^commit$/i.test(e.query.sql)) commits++;
-      },
+    const store = await kyselyGroupStore(file, {}, (sql) => {
+      if (/^commit$/i.test(sql)) commits++;
     });
-    return { store: new KyselyStore(db, undefined, { groupCommit: {} }), commits: () => commits };
+    return { store, commits: () => commits };
   }
 
   test('transactions ready together share one commit; one that throws is rolled back alone', async () => {
@@ -130,13 +141,7 @@ describe('SQLite group commit', () => {
 });
 
 describe('SQLite group commit and other processes', () => {
-  async function open(file: string, busyWaitMs: number): Promise<KyselyStore> {
-    await (await openSqliteStore(file)).close();
-    const sqlite = new Database(file);
-    sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma('busy_timeout = 5000');
-    return new KyselyStore(new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) }), undefined, { groupCommit: { busyWaitMs } });
-  }
+  const open = (file: string, busyWaitMs: number) => kyselyGroupStore(file, { busyWaitMs });
 
   test("while another connection holds the write lock, a transaction waits without stopping the event loop, then commits", async () => {
     const file = path.join(dir, 'busy.db');

@@ -14,7 +14,7 @@ import { cryptoRandom, type Random } from '../../lib/random.js';
 import { canonicalIdentifier, sortIdentifiers } from '../../protocol/identifiers.js';
 import { AcmeProblem } from '../../protocol/problems.js';
 import type { Identifier } from '../../protocol/types.js';
-import { checkCsrKey, csrSignatureAlgorithm, importSpki, parseCsr, verifyKey, type CsrSignatureAlgorithm, type ParsedCsr } from './csr-der.js';
+import { checkCsrKey, csrSignatureAlgorithm, importSpki, parseCsr, verifyKey, type CsrName, type CsrSignatureAlgorithm, type ParsedCsr } from './csr-der.js';
 import { exportPrivateKeyPem, generateKeyPair, importPrivateKeyPem, keyParams } from './keys.js';
 import { LeafTemplate, subjectNameOf } from './leaf-der.js';
 import type { CaInitOptions, CsrInfo, IssuancePlan, IssuedCertificate, KeyAlgorithm } from './types.js';
@@ -194,17 +194,32 @@ export interface LoadCaOptions {
   ocspUrl?: string;
 }
 
-export async function loadCa(dir: string, opts: LoadCaOptions = {}): Promise<CertificateAuthority> {
+/** The issuing side of a CA directory: the root's PEM, the intermediate, its key and key identifier. */
+export async function readIssuer(dir: string): Promise<{
+  rootPem: string;
+  intermediate: x509.X509Certificate;
+  key: webcrypto.CryptoKey;
+  alg: KeyAlgorithm;
+  aki: x509.AuthorityKeyIdentifierExtension;
+}> {
   const read = (f: string) => readFile(path.join(dir, f), 'utf8');
   const [rootPem, interPem, interKeyPem] = await Promise.all([read('root.pem'), read('intermediate.pem'), read('intermediate.key')]);
   const { key, alg } = await importPrivateKeyPem(interKeyPem);
   const intermediate = new x509.X509Certificate(interPem);
   const aki = await x509.AuthorityKeyIdentifierExtension.create(intermediate.publicKey);
-  return new CertificateAuthority({ rootPem, intermediate, key, alg, aki, ...opts });
+  return { rootPem, intermediate, key, alg, aki };
+}
+
+export async function loadCa(dir: string, opts: LoadCaOptions = {}): Promise<CertificateAuthority> {
+  return new CertificateAuthority({ ...(await readIssuer(dir)), ...opts });
 }
 
 /** Names a CSR asks for: SAN dNSName and iPAddress entries plus the subject CN. */
-function csrNames(csr: ParsedCsr): Identifier[] {
+/**
+ * The identifiers a CSR asks for (SAN dNSName and iPAddress entries plus the subject CN), normalised
+ * and sorted; badCSR for other name types or invalid names.
+ */
+export function csrIdentifiers(names: readonly CsrName[], commonNames: readonly string[]): Identifier[] {
   const out: Identifier[] = [];
   const bad: string[] = [];
   const add = (type: 'dns' | 'ip', value: string) => {
@@ -214,11 +229,11 @@ function csrNames(csr: ParsedCsr): Identifier[] {
       bad.push(value);
     }
   };
-  for (const n of csr.names) {
+  for (const n of names) {
     if (n.type === 'other') throw new AcmeProblem('badCSR', `the CSR asks for a ${n.name} name; only DNS names and IP addresses are issued`);
     add(n.type, n.value);
   }
-  for (const cn of csr.commonNames) {
+  for (const cn of commonNames) {
     add(/^[0-9.]+$|:/.test(cn) ? 'ip' : 'dns', cn);
   }
   if (bad.length) throw new AcmeProblem('badCSR', `the CSR has invalid names: ${bad.map((b) => JSON.stringify(b.slice(0, 80))).join(', ')}`);
@@ -344,7 +359,7 @@ export class CertificateAuthority {
     if (opts.accountKeySpki && opts.accountKeySpki.equals(spki)) {
       throw new AcmeProblem('badCSR', 'the CSR uses the account key; certificates need a key of their own');
     }
-    const identifiers = csrNames(csr);
+    const identifiers = csrIdentifiers(csr.names, csr.commonNames);
     if (identifiers.length === 0) throw new AcmeProblem('badCSR', 'the CSR names no DNS name or IP address');
     // A copy: the request body the CSR came from must not pin the whole buffer.
     return { identifiers, spki: Buffer.from(spki) };

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { constants, generateKeyPairSync, sign, webcrypto, type KeyObject, type KeyPairKeyObjectResult } from 'node:crypto';
+import { constants, sign, webcrypto, type KeyObject, type KeyPairKeyObjectResult } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +19,7 @@ import { initCa, loadCa, type CertificateAuthority } from './ca.js';
 import { importSpki } from './csr-der.js';
 import type { CsrInfo } from './types.js';
 import { loadReference, type X509Reference } from './x509-reference.js';
+import { TEST_KEYS } from '../../../test/helpers/test-keys.js';
 
 const run = promisify(execFile);
 
@@ -58,18 +59,7 @@ async function both(der: Buffer, opts: { accountKeySpki?: Buffer } = {}, ed25519
 
 // ------------------------------------------------------------------ keys
 
-const KEYS = {
-  'P-256': () => generateKeyPairSync('ec', { namedCurve: 'P-256' }),
-  'P-384': () => generateKeyPairSync('ec', { namedCurve: 'P-384' }),
-  'RSA-2048': () => generateKeyPairSync('rsa', { modulusLength: 2048 }),
-  'RSA-3072': () => generateKeyPairSync('rsa', { modulusLength: 3072 }),
-  Ed25519: () => generateKeyPairSync('ed25519'),
-  'P-521': () => generateKeyPairSync('ec', { namedCurve: 'P-521' }),
-  secp256k1: () => generateKeyPairSync('ec', { namedCurve: 'secp256k1' }),
-  'RSA-1024': () => generateKeyPairSync('rsa', { modulusLength: 1024 }),
-  'RSA-2048 e=3': () => generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 }),
-  DSA: () => generateKeyPairSync('dsa', { modulusLength: 2048, divisorLength: 256 }),
-} as const;
+const KEYS = TEST_KEYS;
 type KeyName = keyof typeof KEYS;
 const keys = new Map<KeyName, KeyPairKeyObjectResult>();
 function key(k: KeyName): KeyPairKeyObjectResult {

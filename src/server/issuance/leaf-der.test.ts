@@ -5,7 +5,6 @@
  * through `openssl verify` and `openssl x509 -text`.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,19 +18,14 @@ import type { Identifier } from '../../protocol/types.js';
 import { initCa, loadCa, serialHex, type CertificateAuthority } from './ca.js';
 import type { IssuancePlan, KeyAlgorithm } from './types.js';
 import { loadReference, type X509Reference } from './x509-reference.js';
+import { ISSUABLE_KEYS } from '../../../test/helpers/test-keys.js';
 
 const DAY = 86_400_000;
 const URLS = { issuerUrl: 'http://ca.example/ca/intermediate.der', ocspUrl: 'http://ocsp.example/', crlUrl: 'http://ca.example/crl/1.crl' };
 
 const tbsOf = (der: Buffer): Buffer => bytesOf(der, childrenOf(der, readDer(der))[0]!);
 
-const LEAF_KEYS = {
-  'P-256': () => generateKeyPairSync('ec', { namedCurve: 'P-256' }),
-  'P-384': () => generateKeyPairSync('ec', { namedCurve: 'P-384' }),
-  'RSA-2048': () => generateKeyPairSync('rsa', { modulusLength: 2048 }),
-  'RSA-3072': () => generateKeyPairSync('rsa', { modulusLength: 3072 }),
-  Ed25519: () => generateKeyPairSync('ed25519'),
-} as const;
+const LEAF_KEYS = ISSUABLE_KEYS;
 type LeafKey = keyof typeof LEAF_KEYS;
 const spkis = new Map<LeafKey, Buffer>();
 const spkiOf = (k: LeafKey): Buffer => {

@@ -4,14 +4,12 @@
  * Used by tests and bench/issuance-der.ts only; nothing on the server imports it.
  */
 import { createPublicKey, webcrypto } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import * as x509 from '../../lib/x509.js';
-import { canonicalIdentifier, sortIdentifiers } from '../../protocol/identifiers.js';
 import { AcmeProblem } from '../../protocol/problems.js';
 import type { Identifier } from '../../protocol/types.js';
-import { checkCsrKey } from './csr-der.js';
-import { importPrivateKeyPem, keyParams } from './keys.js';
+import { csrIdentifiers, readIssuer } from './ca.js';
+import { checkCsrKey, type CsrName } from './csr-der.js';
+import { keyParams } from './keys.js';
 import type { CsrInfo, IssuancePlan, IssuedCertificate, KeyAlgorithm } from './types.js';
 
 const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
@@ -31,35 +29,15 @@ export interface ReferenceOptions {
 
 /** The old CertificateAuthority's sign and checkCsr over the CA files in `dir`. */
 export async function loadReference(dir: string, opts: ReferenceOptions = {}): Promise<X509Reference> {
-  const read = (f: string) => readFile(path.join(dir, f), 'utf8');
-  const [interPem, interKeyPem] = await Promise.all([read('intermediate.pem'), read('intermediate.key')]);
-  const { key, alg } = await importPrivateKeyPem(interKeyPem);
-  const intermediate = new x509.X509Certificate(interPem);
-  const aki = await x509.AuthorityKeyIdentifierExtension.create(intermediate.publicKey);
+  const { intermediate, key, alg, aki } = await readIssuer(dir);
   return new X509Reference({ intermediate, key, alg, aki, ...opts });
 }
 
+/** The old code read the names through @peculiar/x509; the rules on them are shared (csrIdentifiers). */
 function csrNames(csr: x509.Pkcs10CertificateRequest): Identifier[] {
-  const out: Identifier[] = [];
-  const bad: string[] = [];
-  const add = (type: 'dns' | 'ip', value: string) => {
-    try {
-      out.push(canonicalIdentifier({ type, value }));
-    } catch {
-      bad.push(value);
-    }
-  };
   const san = csr.getExtension('2.5.29.17') as x509.SubjectAlternativeNameExtension | null;
-  for (const n of san?.names.items ?? []) {
-    if (n.type === 'dns') add('dns', n.value);
-    else if (n.type === 'ip') add('ip', n.value);
-    else throw new AcmeProblem('badCSR', `the CSR asks for a ${n.type} name; only DNS names and IP addresses are issued`);
-  }
-  for (const cn of csr.subjectName.getField('CN')) {
-    add(/^[0-9.]+$|:/.test(cn) ? 'ip' : 'dns', cn);
-  }
-  if (bad.length) throw new AcmeProblem('badCSR', `the CSR has invalid names: ${bad.map((b) => JSON.stringify(b.slice(0, 80))).join(', ')}`);
-  return sortIdentifiers(out);
+  const names = (san?.names.items ?? []).map((n): CsrName => (n.type === 'dns' || n.type === 'ip' ? { type: n.type, value: n.value } : { type: 'other', name: n.type }));
+  return csrIdentifiers(names, csr.subjectName.getField('CN'));
 }
 
 export class X509Reference {
