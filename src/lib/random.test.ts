@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { cryptoRandom, randomId } from './random.js';
+import { cryptoRandom, timeOrderedId } from './random.js';
 
 test('pooled draws are independent copies, never repeat, and cross pool refills', () => {
   const seen = new Set<string>();
@@ -20,7 +20,25 @@ test('pooled draws are independent copies, never repeat, and cross pool refills'
   assert.ok(!cryptoRandom.bytes(32).equals(Buffer.alloc(32)), 'changing a draw does not change the pool');
   assert.equal(cryptoRandom.bytes(1000).length, 1000);
   assert.equal(cryptoRandom.bytes(0).length, 0);
-  assert.match(randomId(), /^[A-Za-z0-9_-]{22}$/);
+});
+
+test('time-ordered ids: 12 hex digits of milliseconds, then 128 random bits; they sort by time, byte for byte', () => {
+  const t0 = Date.UTC(2026, 10, 25, 12, 0, 0);
+  const id = timeOrderedId(t0);
+  assert.match(id, /^[0-9a-f]{12}[A-Za-z0-9_-]{22}$/);
+  assert.equal(parseInt(id.slice(0, 12), 16), t0);
+  assert.equal(Buffer.from(id.slice(12), 'base64url').length, 16);
+  // Across a hex-digit carry (0x...fff -> 0x...1000), a second, a year, and within one millisecond.
+  const times = [0xfff, 0x1000, t0 - 1, t0, t0, t0 + 1, t0 + 1000, t0 + 365 * 86_400_000];
+  const ids = times.map((t) => timeOrderedId(t));
+  for (let i = 1; i < ids.length; i++) {
+    assert.ok(Buffer.compare(Buffer.from(ids[i - 1].slice(0, 12)), Buffer.from(ids[i].slice(0, 12))) <= 0, `${ids[i - 1]} then ${ids[i]}`);
+    if (times[i] > times[i - 1]) assert.ok(ids[i - 1] < ids[i], 'a later id sorts after an earlier one');
+  }
+  assert.notEqual(ids[3], ids[4], 'two ids of the same millisecond differ');
+  assert.ok(timeOrderedId(-5).startsWith('000000000000'), 'a clock before the epoch is clamped, not negative');
+  const seen = new Set(Array.from({ length: 10_000 }, () => timeOrderedId(t0)));
+  assert.equal(seen.size, 10_000);
 });
 
 test('the bits are balanced (a gross bias check, not a randomness test)', () => {

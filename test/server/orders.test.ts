@@ -114,6 +114,24 @@ describe('identifiers, orders, finalize', () => {
     assert.deepEqual(types.get('plain.example.com'), ['dns-01', 'http-01', 'tls-alpn-01']);
   });
 
+  test('order, authorization and challenge ids are unguessable and sort by creation time', async () => {
+    const before = Date.now();
+    const r = await acme.post(acme.directory.newOrder!, { payload: { identifiers: [dns('ids.example.com')] } });
+    assert.equal(r.status, 201, r.text);
+    const a = await acme.post(r.body.authorizations[0], { payload: null });
+    const ids = [r.headers.get('location')!, r.body.authorizations[0], ...a.body.challenges.map((c: any) => c.url)].map((u: string) => u.split('/').pop()!);
+    for (const id of ids) {
+      // 12 hex digits of milliseconds (src/lib/random.ts timeOrderedId), then 128 random bits.
+      assert.match(id, /^[0-9a-f]{12}[A-Za-z0-9_-]{22}$/);
+      const ms = parseInt(id.slice(0, 12), 16);
+      assert.ok(ms >= before - 1000 && ms <= Date.now() + 1000, `${id}: created at ${ms}, not around ${before}`);
+    }
+    const again = await acme.post(acme.directory.newOrder!, { payload: { identifiers: [dns('ids2.example.com')] } });
+    const later = again.headers.get('location')!.split('/').pop()!;
+    assert.ok(later > ids[0], 'a later order sorts after an earlier one');
+    assert.equal(new Set(ids).size, ids.length);
+  });
+
   test('finalize before the order is ready is 403 orderNotReady', async () => {
     const r = await acme.post(acme.directory.newOrder!, { payload: { identifiers: [dns('early.example.com')] } });
     const csr = await makeCsr(['early.example.com']);

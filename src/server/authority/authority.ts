@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { JWK } from 'jose';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
-import { randomId, type Random } from '../../lib/random.js';
+import { timeOrderedId, type Random } from '../../lib/random.js';
 import {
   canonicalIdentifier,
   identifierKey,
@@ -199,7 +199,7 @@ export class Authority {
   }
 
   #id(): string {
-    return randomId(this.#random);
+    return timeOrderedId(this.#now().getTime(), this.#random);
   }
 
   // ---------------------------------------------------------------- nonces (RFC 8555 §7.2)
