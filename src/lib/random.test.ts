@@ -32,8 +32,9 @@ test('time-ordered ids: 12 hex digits of milliseconds, then 128 random bits; the
   const times = [0xfff, 0x1000, t0 - 1, t0, t0, t0 + 1, t0 + 1000, t0 + 365 * 86_400_000];
   const ids = times.map((t) => timeOrderedId(t));
   for (let i = 1; i < ids.length; i++) {
-    assert.ok(Buffer.compare(Buffer.from(ids[i - 1].slice(0, 12)), Buffer.from(ids[i].slice(0, 12))) <= 0, `${ids[i - 1]} then ${ids[i]}`);
-    if (times[i] > times[i - 1]) assert.ok(ids[i - 1] < ids[i], 'a later id sorts after an earlier one');
+    const [a, b] = [ids[i - 1]!, ids[i]!];
+    assert.ok(Buffer.compare(Buffer.from(a.slice(0, 12)), Buffer.from(b.slice(0, 12))) <= 0, `${a} then ${b}`);
+    if (times[i]! > times[i - 1]!) assert.ok(a < b, 'a later id sorts after an earlier one');
   }
   assert.notEqual(ids[3], ids[4], 'two ids of the same millisecond differ');
   assert.ok(timeOrderedId(-5).startsWith('000000000000'), 'a clock before the epoch is clamped, not negative');

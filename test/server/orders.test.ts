@@ -128,7 +128,7 @@ describe('identifiers, orders, finalize', () => {
     }
     const again = await acme.post(acme.directory.newOrder!, { payload: { identifiers: [dns('ids2.example.com')] } });
     const later = again.headers.get('location')!.split('/').pop()!;
-    assert.ok(later > ids[0], 'a later order sorts after an earlier one');
+    assert.ok(later > ids[0]!, 'a later order sorts after an earlier one');
     assert.equal(new Set(ids).size, ids.length);
   });
 
