@@ -410,7 +410,7 @@ export class KyselyStoreTx implements StoreTx {
   }
 
   // ------------------------------------------------------------ certificates
-  #certificate(r: Database['certificates']): CertificateRecord {
+  protected mapCertificate(r: Database['certificates']): CertificateRecord {
     return {
       id: r.id,
       serial: r.serial,
@@ -461,12 +461,12 @@ export class KyselyStoreTx implements StoreTx {
 
   async getCertificate(id: string): Promise<CertificateRecord | null> {
     const r = await this.db.selectFrom('certificates').selectAll().where('id', '=', id).executeTakeFirst();
-    return r ? this.#certificate(r) : null;
+    return r ? this.mapCertificate(r) : null;
   }
 
   async getCertificateBySerial(serial: string): Promise<CertificateRecord | null> {
     const r = await this.db.selectFrom('certificates').selectAll().where('serial', '=', serial).executeTakeFirst();
-    return r ? this.#certificate(r) : null;
+    return r ? this.mapCertificate(r) : null;
   }
 
   async updateCertificate(
@@ -492,7 +492,7 @@ export class KyselyStoreTx implements StoreTx {
       .orderBy('created_at')
       .limit(limit)
       .execute();
-    return rows.map((r) => this.#certificate(r));
+    return rows.map((r) => this.mapCertificate(r));
   }
 
   async countCertificates(): Promise<number> {
@@ -502,7 +502,7 @@ export class KyselyStoreTx implements StoreTx {
 
   async getCertificateReplacing(id: string): Promise<CertificateRecord | null> {
     const r = await this.db.selectFrom('certificates').selectAll().where('replaces_id', '=', id).orderBy('created_at').executeTakeFirst();
-    return r ? this.#certificate(r) : null;
+    return r ? this.mapCertificate(r) : null;
   }
 
   async setRenewalWindow(selector: CertificateSelector, window: { start: Date; end: Date }, now: Date): Promise<number> {

@@ -10,7 +10,7 @@ import { CompiledQuery, Kysely, SqliteDialect, type DatabaseConnection, type Dri
 import { KyselyStore, KyselyStoreTx, SQLITE_BUSY_TIMEOUT_MS } from './kysely-store.js';
 import { MIGRATIONS, migrate, type Migration, type MigrationLedger } from './migrations.js';
 import type { Database as Schema } from './schema.js';
-import type { AccountRecord, AuthzRecord, ChallengeRecord, OrderRecord, Store, StoreTx } from './store.js';
+import type { AccountRecord, AuthzRecord, CertificateRecord, ChallengeRecord, OrderRecord, Store, StoreTx } from './store.js';
 
 /**
  * SQLite with `BEGIN IMMEDIATE` transactions: the write lock is taken when the transaction starts,
@@ -108,6 +108,13 @@ function hotStatements(sqlite: Database.Database) {
     order: sqlite.prepare<[string], Schema['orders']>('select * from "orders" where "id" = ?'),
     orderAuthzs: sqlite.prepare<[string], { authz_id: string }>('select "authz_id" from "order_authzs" where "order_id" = ? order by "position"'),
     useNonce: sqlite.prepare<[string, number]>('insert into "used_nonces" ("value", "expires") values (?, ?) on conflict ("value") do nothing'),
+    certificate: sqlite.prepare<[string], Schema['certificates']>('select * from "certificates" where "id" = ?'),
+    openOrders: sqlite.prepare<[string, number], { n: number }>(
+      'select count(*) as "n" from "orders" where "account_id" = ? and "status" in (\'pending\', \'ready\') and "expires" > ?',
+    ),
+    ordersForAuthz: sqlite.prepare<[string], Schema['orders']>(
+      'select "orders".* from "orders" inner join "order_authzs" on "order_authzs"."order_id" = "orders"."id" where "order_authzs"."authz_id" = ?',
+    ),
   };
 }
 type HotStatements = ReturnType<typeof hotStatements>;
@@ -154,6 +161,19 @@ class SqliteTx extends KyselyStoreTx {
 
   override async useNonce(value: string, expires: Date): Promise<boolean> {
     return this.st.useNonce.run(value, expires.getTime()).changes > 0;
+  }
+
+  override async getCertificate(id: string): Promise<CertificateRecord | null> {
+    const r = this.st.certificate.get(id);
+    return r ? this.mapCertificate(r) : null;
+  }
+
+  override async countOpenOrders(accountId: string, now: Date): Promise<number> {
+    return Number(this.st.openOrders.get(accountId, now.getTime())?.n ?? 0);
+  }
+
+  override async ordersForAuthz(authzId: string): Promise<OrderRecord[]> {
+    return Promise.all(this.st.ordersForAuthz.all(authzId).map((r) => this.mapOrder(r)));
   }
 
   override async getAccount(id: string): Promise<AccountRecord | null> {
@@ -229,6 +249,10 @@ class SqliteStore extends KyselyStore {
 
   override getOrder(id: string): Promise<OrderRecord | null> {
     return this.#read((tx) => tx.getOrder(id));
+  }
+
+  override getCertificate(id: string): Promise<CertificateRecord | null> {
+    return this.#read((tx) => tx.getCertificate(id));
   }
 }
 

@@ -125,6 +125,8 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       const c = certificate(a.id, o.id, { status: 'issued', der: Buffer.from([0, 1, 2, 255]), chainPem: 'PEM', issuedAt: at(5) });
       await s.createCertificate(c);
       assert.deepEqual(await s.getCertificate(c.id), c);
+      assert.deepEqual(await s.transaction((tx) => tx.getCertificate(c.id)), c);
+      assert.equal(await s.transaction((tx) => tx.getCertificate('nope')), null);
       assert.deepEqual(await s.getCertificateBySerial(c.serial), c);
     });
 
@@ -226,6 +228,17 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       assert.deepEqual((await s.listOrders(a.id, 'garbage', 3)).items, []);
       assert.equal(await s.countOpenOrders(a.id, at(0)), 7);
       assert.equal(await s.countOpenOrders(a.id, at(8 * 86400e3)), 0, 'expired orders do not count');
+      // Only pending and ready orders are open; the same answers inside a transaction (SQLite runs
+      // these statements on better-sqlite3 there, through kysely outside).
+      await s.updateOrder(ids[0]!, { status: 'ready' });
+      await s.updateOrder(ids[1]!, { status: 'valid' });
+      await s.updateOrder(ids[2]!, { status: 'invalid' });
+      assert.equal(await s.countOpenOrders(a.id, at(0)), 5);
+      assert.equal(await s.countOpenOrders(account().id, at(0)), 0, 'another account has none');
+      await s.transaction(async (tx) => {
+        assert.equal(await tx.countOpenOrders(a.id, at(0)), 5);
+        assert.equal(await tx.countOpenOrders(a.id, at(8 * 86400e3)), 0);
+      });
     });
 
     test('reusable authorizations: same account, identifier and wildcard flag, valid, recent, not expiring; newest first', async () => {
@@ -263,6 +276,10 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       await s.createOrder(o1);
       await s.createOrder(o2);
       assert.deepEqual((await s.ordersForAuthz(z.id)).map((o) => o.id).sort(), [o1.id, o2.id].sort());
+      await s.transaction(async (tx) => {
+        assert.deepEqual((await tx.ordersForAuthz(z.id)).sort((x, y) => x.id.localeCompare(y.id)), [o1, o2].sort((x, y) => x.id.localeCompare(y.id)));
+        assert.deepEqual(await tx.ordersForAuthz('nope'), []);
+      });
       await s.updateChallenge(z.challenges[1]!.id, { status: 'processing', requestedAt: at(5) }, ['pending']);
       assert.ok((await s.listProcessingChallenges(100)).some((c) => c.id === z.challenges[1]!.id));
       const c = certificate(a.id, o1.id);
