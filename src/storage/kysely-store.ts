@@ -25,6 +25,7 @@ import type {
   RevokedEntry,
   Store,
   StoreTx,
+  TransactionOptions,
 } from './store.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -141,8 +142,9 @@ export class KyselyStoreTx implements StoreTx {
     return links.map((l) => l.authz_id);
   }
 
-  protected async mapOrder(r: Database['orders']): Promise<OrderRecord> {
-    const authzIds = await this.loadOrderAuthzIds(r.id);
+  /** `authzIds`: when the caller read them with the row (one round trip instead of two). */
+  protected async mapOrder(r: Database['orders'], prefetched?: string[]): Promise<OrderRecord> {
+    const authzIds = prefetched ?? (await this.loadOrderAuthzIds(r.id));
     return {
       id: r.id,
       accountId: r.account_id,
@@ -272,8 +274,9 @@ export class KyselyStoreTx implements StoreTx {
     return this.db.selectFrom('challenges').selectAll().where('authz_id', '=', authzId).orderBy('position').execute();
   }
 
-  protected async mapAuthz(r: Database['authzs']): Promise<AuthzRecord> {
-    const ch = await this.loadChallengeRows(r.id);
+  /** `challengeRows`: when the caller read them with the row, in order (one round trip instead of two). */
+  protected async mapAuthz(r: Database['authzs'], challengeRows?: Array<Database['challenges']>): Promise<AuthzRecord> {
+    const ch = challengeRows ?? (await this.loadChallengeRows(r.id));
     return {
       id: r.id,
       accountId: r.account_id,
@@ -640,6 +643,11 @@ export interface KyselyStoreOptions {
   };
   /** The StoreTx that transactions get, over their connection (a dialect's faster one). */
   txFor?: (conn: Kysely<Database>) => KyselyStoreTx;
+  /**
+   * Run TransactionOptions.standalone transactions outside a transaction, on this StoreTx over the
+   * pool (PostgreSQL, where BEGIN and COMMIT are two round trips). Unset: they are transactions.
+   */
+  standalone?: KyselyStoreTx;
 }
 
 /**
@@ -800,6 +808,8 @@ export class KyselyStore extends KyselyStoreTx implements Store {
   readonly #attempts: number;
   readonly #isolationLevel: IsolationLevel | undefined;
   readonly #group: GroupCommitter | undefined;
+  readonly #txFor: (conn: Kysely<Database>) => KyselyStoreTx;
+  readonly #standalone: KyselyStoreTx | undefined;
 
   /** True while a group commit holds (or waits for) the connection: reads outside it must queue. */
   protected get batchRunning(): boolean {
@@ -815,12 +825,14 @@ export class KyselyStore extends KyselyStoreTx implements Store {
     this.#retryable = opts.retryable ?? (() => false);
     this.#attempts = Math.max(1, opts.attempts ?? 3);
     this.#isolationLevel = opts.isolationLevel;
+    this.#txFor = opts.txFor ?? ((conn) => new KyselyStoreTx(conn));
+    this.#standalone = opts.standalone;
     if (opts.groupCommit) {
       const group = new GroupCommitter(
         kysely,
         Math.max(1, opts.groupCommit.maxBatch ?? 256),
         opts.groupCommit.busyWaitMs ?? SQLITE_BUSY_TIMEOUT_MS,
-        opts.txFor ?? ((conn) => new KyselyStoreTx(conn)),
+        this.#txFor,
         opts.groupCommit.exec,
       );
       this.#group = group;
@@ -835,12 +847,13 @@ export class KyselyStore extends KyselyStoreTx implements Store {
     }
   }
 
-  async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts?: TransactionOptions): Promise<T> {
     if (this.#group) return this.#group.run(fn);
+    if (opts?.standalone && this.#standalone) return fn(this.#standalone);
     for (let attempt = 1; ; attempt++) {
       try {
         const begin = this.#isolationLevel ? this.kysely.transaction().setIsolationLevel(this.#isolationLevel) : this.kysely.transaction();
-        return await begin.execute((trx) => fn(new KyselyStoreTx(trx)));
+        return await begin.execute((trx) => fn(this.#txFor(trx)));
       } catch (e) {
         if (attempt >= this.#attempts || !this.#retryable(e)) throw e;
       }

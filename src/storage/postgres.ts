@@ -19,10 +19,10 @@
 import { createHash } from 'node:crypto';
 import type { CustomTypesConfig } from 'pg';
 import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
-import { KyselyStore } from './kysely-store.js';
+import { KyselyStore, KyselyStoreTx } from './kysely-store.js';
 import { MIGRATIONS, migrate, type Migration, type MigrationLedger } from './migrations.js';
 import type { Database as Schema } from './schema.js';
-import type { Store } from './store.js';
+import type { AuthzRecord, OrderRecord, Store } from './store.js';
 
 export const DEFAULT_POOL_SIZE = 10;
 
@@ -129,7 +129,56 @@ export async function openPostgresDatabase(
 }
 
 /** The CA's store on PostgreSQL (it holds EAB HMAC keys). */
+/**
+ * Each statement is a round trip through the pg driver, and on one machine the sender pays for
+ * loopback TCP: the reads of every ACME request fetch a row with its children in one statement
+ * (an order with its authorization ids, an authorization with its challenges) instead of two.
+ */
+class PostgresTx extends KyselyStoreTx {
+  override async getOrder(id: string): Promise<OrderRecord | null> {
+    const r = await sql<Schema['orders'] & { authz_ids: string[] }>`
+      select o.*, array(select oa.authz_id from order_authzs oa where oa.order_id = o.id order by oa.position) as authz_ids
+      from orders o where o.id = ${id}`.execute(this.db);
+    const row = r.rows[0];
+    return row ? this.mapOrder(row, row.authz_ids) : null;
+  }
+
+  override async getAuthz(id: string): Promise<AuthzRecord | null> {
+    // json_agg keeps each column's value: bigints as JSON numbers (the int8 parser's numbers),
+    // the JSON text columns as strings, as the two-statement read gives them.
+    const r = await sql<Schema['authzs'] & { challenge_rows: Array<Schema['challenges']> }>`
+      select a.*, coalesce((select json_agg(c order by c.position) from challenges c where c.authz_id = a.id), '[]'::json) as challenge_rows
+      from authzs a where a.id = ${id}`.execute(this.db);
+    const row = r.rows[0];
+    return row ? this.mapAuthz(row, row.challenge_rows) : null;
+  }
+}
+
+/** The PostgreSQL store: reads as PostgresTx does them, in transactions and outside. */
+class PostgresStore extends KyselyStore {
+  readonly #direct: PostgresTx;
+
+  constructor(db: Kysely<Schema>) {
+    const direct = new PostgresTx(db);
+    super(db, undefined, {
+      isolationLevel: 'read committed',
+      retryable,
+      attempts: 3,
+      txFor: (conn) => new PostgresTx(conn),
+      standalone: direct,
+    });
+    this.#direct = direct;
+  }
+
+  override getOrder(id: string): Promise<OrderRecord | null> {
+    return this.#direct.getOrder(id);
+  }
+
+  override getAuthz(id: string): Promise<AuthzRecord | null> {
+    return this.#direct.getAuthz(id);
+  }
+}
+
 export async function openPostgresStore(url: string, opts: PostgresStoreOptions = {}): Promise<Store> {
-  const db = await openPostgresDatabase(url, opts);
-  return new KyselyStore(db, undefined, { isolationLevel: 'read committed', retryable, attempts: 3 });
+  return new PostgresStore(await openPostgresDatabase(url, opts));
 }

@@ -262,6 +262,18 @@ export interface StoreTx {
   listEabKeys(): Promise<EabKeyRecord[]>;
 }
 
+/** How Store.transaction may run `fn`. */
+export interface TransactionOptions {
+  /**
+   * `fn` reads, and each of its writes is a compare-and-set that is right on its own (an update
+   * with `expect`), so nothing needs its writes to stand or fall together. A store for which a
+   * transaction costs round trips (PostgreSQL: BEGIN and COMMIT) then runs `fn` statement by
+   * statement, outside a transaction. Under READ COMMITTED the outcome is the same: a transaction
+   * there neither locks what `fn` read nor hides what others commit meanwhile.
+   */
+  standalone?: boolean;
+}
+
 export interface Store extends StoreTx {
   /**
    * Runs `fn` in one transaction; commits if it resolves, rolls back if it throws. An
@@ -269,6 +281,6 @@ export interface Store extends StoreTx {
    * violations, deadlocks and serialization failures), so `fn` must only call the store: no other
    * side effects.
    */
-  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts?: TransactionOptions): Promise<T>;
   close(): Promise<void>;
 }

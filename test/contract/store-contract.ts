@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { AccountRecord, AuthzRecord, CertificateRecord, EabKeyRecord, OrderRecord, Store } from '../../src/storage/store.js';
+import type { AccountRecord, AuthzRecord, CertificateRecord, EabKeyRecord, OrderRecord, Store, StoreTx } from '../../src/storage/store.js';
 
 let seq = 0;
 const id = (p: string) => `${p}-${++seq}-${Math.random().toString(36).slice(2, 8)}`;
@@ -128,6 +128,75 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       assert.deepEqual(await s.transaction((tx) => tx.getCertificate(c.id)), c);
       assert.equal(await s.transaction((tx) => tx.getCertificate('nope')), null);
       assert.deepEqual(await s.getCertificateBySerial(c.serial), c);
+    });
+
+    test('an authorization with its challenges and an order with its authorizations read back whole, in their order, in and out of transactions', async () => {
+      const a = account();
+      await s.createAccount(a);
+      const zid = id('authz');
+      const full = authz(a.id, {
+        id: zid,
+        status: 'invalid',
+        validatedAt: at(3),
+        challenges: [
+          {
+            id: id('ch'),
+            authzId: zid,
+            type: 'tls-alpn-01',
+            token: id('tok'),
+            status: 'invalid',
+            validated: at(2 ** 40),
+            error: { type: 'urn:ietf:params:acme:error:connection', detail: 'refused "quoted" \\ \u00e9', status: 400 },
+            validationRecords: [{ hostname: 'a.example.com', addressesResolved: ['192.0.2.1', '2001:db8::1'], port: '443' }],
+            requestedAt: at(1),
+          },
+          { id: id('ch'), authzId: zid, type: 'http-01', token: id('tok'), status: 'pending', validated: null, error: null, validationRecords: null, requestedAt: null },
+          { id: id('ch'), authzId: zid, type: 'dns-01', token: id('tok'), status: 'pending', validated: null, error: null, validationRecords: null, requestedAt: null },
+        ],
+      });
+      const none = authz(a.id, { challenges: [] });
+      const other = authz(a.id);
+      for (const z of [full, none, other]) await s.createAuthz(z);
+      // Positions, not ids, give the order of an order's authorizations.
+      const o = order(a.id, [other.id, full.id, none.id]);
+      await s.createOrder(o);
+      const empty = order(a.id, []);
+      await s.createOrder(empty);
+      const check = async (r: StoreTx, how: string) => {
+        assert.deepEqual(await r.getAuthz(full.id), full, how);
+        assert.deepEqual(await r.getAuthz(none.id), none, how);
+        assert.deepEqual(await r.getOrder(o.id), o, how);
+        assert.deepEqual(await r.getOrder(empty.id), empty, how);
+        assert.deepEqual(await r.getChallenge(full.challenges[0]!.id), full.challenges[0], how);
+      };
+      await check(s, 'outside a transaction');
+      await s.transaction((tx) => check(tx, 'in a transaction'));
+      await s.transaction((tx) => check(tx, 'standalone'), { standalone: true });
+    });
+
+    test('a standalone transaction: its compare-and-sets take effect one by one, and an error does not undo them', async () => {
+      const a = account();
+      await s.createAccount(a);
+      const z = authz(a.id);
+      await s.createAuthz(z);
+      const o = order(a.id, [z.id]);
+      await s.createOrder(o);
+      await assert.rejects(
+        s.transaction(
+          async (tx) => {
+            assert.equal(await tx.updateOrder(o.id, { status: 'ready' }, ['pending']), true);
+            assert.equal(await tx.updateOrder(o.id, { status: 'ready' }, ['pending']), false, 'the second compare-and-set sees the first');
+            throw new Error('after the write');
+          },
+          { standalone: true },
+        ),
+        /after the write/,
+      );
+      const after = (await s.getOrder(o.id))!.status;
+      // A store that runs it outside a transaction keeps the write; one that runs it as a
+      // transaction (SQLite's group commit) rolls it back. Either is allowed; nothing in between.
+      assert.ok(after === 'ready' || after === 'pending', after);
+      assert.equal(await s.transaction((tx) => tx.getOrder(o.id).then((r) => r!.status), { standalone: true }), after);
     });
 
     test('compare-and-set: the loser gets false and changes nothing', async () => {

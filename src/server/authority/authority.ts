@@ -27,6 +27,7 @@ import type {
   OrderRecord,
   Store,
   StoreTx,
+  TransactionOptions,
 } from '../../storage/store.js';
 import type { Profile, Profiles } from '../issuance/profiles.js';
 import type { CsrInfo, IssuancePlan, IssuedCertificate } from '../issuance/types.js';
@@ -91,6 +92,12 @@ export interface AuthorityDeps {
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
+
+/**
+ * The reads of POST-as-GET: their only writes (#refreshAuthz, #refreshOrder) are compare-and-sets
+ * that stand alone, so a store may skip BEGIN and COMMIT for them (TransactionOptions.standalone).
+ */
+const STANDALONE: TransactionOptions = { standalone: true };
 
 /** Serialised IssuancePlan, as stored with a pending certificate. */
 interface StoredPlan {
@@ -652,7 +659,7 @@ export class Authority {
       const o = await tx.getOrder(id);
       if (!o || o.accountId !== account.id) throw this.#notFound('order');
       return this.#refreshOrder(tx, o);
-    });
+    }, STANDALONE);
   }
 
   async getAuthz(account: AccountRecord, id: string): Promise<AuthzRecord> {
@@ -660,7 +667,7 @@ export class Authority {
       const a = await tx.getAuthz(id);
       if (!a || a.accountId !== account.id) throw this.#notFound('authorization');
       return this.#refreshAuthz(tx, a);
-    });
+    }, STANDALONE);
   }
 
   /** RFC 8555 §7.5.2 client deactivation of an authorization. */
@@ -685,7 +692,7 @@ export class Authority {
       const a = c ? await tx.getAuthz(c.authzId) : null;
       if (!c || !a || a.accountId !== account.id) throw this.#notFound('challenge');
       return { challenge: c, authz: await this.#refreshAuthz(tx, a) };
-    });
+    }, STANDALONE);
   }
 
   /**
