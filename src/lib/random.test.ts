@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { cryptoRandom, timeOrderedId } from './random.js';
+import { cryptoRandom, randomId, timeOrderedId } from './random.js';
 
 test('pooled draws are independent copies, never repeat, and cross pool refills', () => {
   const seen = new Set<string>();
@@ -20,6 +20,7 @@ test('pooled draws are independent copies, never repeat, and cross pool refills'
   assert.ok(!cryptoRandom.bytes(32).equals(Buffer.alloc(32)), 'changing a draw does not change the pool');
   assert.equal(cryptoRandom.bytes(1000).length, 1000);
   assert.equal(cryptoRandom.bytes(0).length, 0);
+  assert.match(randomId(), /^[A-Za-z0-9_-]{22}$/);
 });
 
 test('time-ordered ids: 12 hex digits of milliseconds, then 128 random bits; they sort by time, byte for byte', () => {

@@ -28,6 +28,11 @@ export const cryptoRandom: Random = {
   },
 };
 
+/** An unguessable identifier: 128 random bits, base64url (22 characters). */
+export function randomId(random: Random = cryptoRandom): string {
+  return random.bytes(16).toString('base64url');
+}
+
 /**
  * An unguessable identifier that sorts by creation time: the milliseconds since the epoch as 12
  * lowercase hex digits, then 128 random bits in base64url (34 characters). The random part alone

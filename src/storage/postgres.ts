@@ -144,13 +144,20 @@ class PostgresTx extends KyselyStoreTx {
   }
 
   override async getAuthz(id: string): Promise<AuthzRecord | null> {
-    // json_agg keeps each column's value: bigints as JSON numbers (the int8 parser's numbers),
-    // the JSON text columns as strings, as the two-statement read gives them.
+    // json_agg gives each column as the two-statement read does: the JSON text columns as strings,
+    // bigints as JSON numbers, which JSON.parse rounds beyond 2^53 where parseInt8 refuses; the
+    // same refusal is made here (millisecond timestamps are far below it).
     const r = await sql<Schema['authzs'] & { challenge_rows: Array<Schema['challenges']> }>`
       select a.*, coalesce((select json_agg(c order by c.position) from challenges c where c.authz_id = a.id), '[]'::json) as challenge_rows
       from authzs a where a.id = ${id}`.execute(this.db);
     const row = r.rows[0];
-    return row ? this.mapAuthz(row, row.challenge_rows) : null;
+    if (!row) return null;
+    for (const c of row.challenge_rows) {
+      for (const v of [c.validated, c.requested_at]) {
+        if (v !== null && !Number.isSafeInteger(v)) throw new RangeError(`a bigint column holds ${String(v)}, beyond JavaScript's safe integers`);
+      }
+    }
+    return this.mapAuthz(row, row.challenge_rows);
   }
 }
 

@@ -21,7 +21,7 @@ import { issue } from '../helpers/flow.js';
 import { startTestServer, type TestServer } from '../helpers/in-process.js';
 import { RawAcme } from '../helpers/raw-acme.js';
 import { adminQuery, createDatabase, dropDatabases, PG_WHERE, pgSkip, pgUnreachable } from '../helpers/postgres.js';
-import { account, order, runStoreContract } from './store-contract.js';
+import { account, authz, order, runStoreContract } from './store-contract.js';
 
 const unreachable = pgUnreachable;
 const skip = pgSkip;
@@ -35,7 +35,27 @@ test('PostgreSQL is reachable where CI runs these tests', { skip: process.env.CI
 });
 
 describe('PostgreSQL', { skip }, () => {
-  runStoreContract('PostgreSQL', async () => openPostgresStore(await createDatabase()));
+  runStoreContract('PostgreSQL', async () => openPostgresStore(await createDatabase()), { standalone: 'statements' });
+
+  test('a bigint beyond JavaScript\'s safe integers is refused, read alone or with its authorization', async () => {
+    const url = await createDatabase();
+    const s = await openPostgresStore(url);
+    try {
+      const a = account();
+      await s.createAccount(a);
+      const z = authz(a.id);
+      await s.createAuthz(z);
+      const ch = z.challenges[0]!.id;
+      await adminQuery('update challenges set requested_at = $1 where id = $2', ['9007199254740993', ch], url);
+      await assert.rejects(s.getChallenge(ch), /beyond JavaScript's safe integers/);
+      await assert.rejects(s.getAuthz(z.id), /beyond JavaScript's safe integers/);
+      await assert.rejects(s.transaction((tx) => tx.getAuthz(z.id)), /beyond JavaScript's safe integers/);
+      await adminQuery('update challenges set requested_at = $1 where id = $2', ['8000000000000000', ch], url); // the largest Dates are near 8.64e15
+      assert.equal((await s.getAuthz(z.id))!.challenges[0]!.requestedAt!.getTime(), 8e15);
+    } finally {
+      await s.close();
+    }
+  });
 });
 
 describe('PostgreSQL shared by replicas (two pools on one database)', { skip }, () => {

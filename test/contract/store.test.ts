@@ -18,8 +18,8 @@ before(async () => {
 });
 after(async () => rm(dir, { recursive: true, force: true }));
 
-runStoreContract('SQLite in memory', () => openSqliteStore(':memory:'));
-runStoreContract('SQLite file', () => openSqliteStore(path.join(dir, 'contract.db')));
+runStoreContract('SQLite in memory', () => openSqliteStore(':memory:'), { standalone: 'transaction' });
+runStoreContract('SQLite file', () => openSqliteStore(path.join(dir, 'contract.db')), { standalone: 'transaction' });
 
 describe('SQLite file store', () => {
   test('reopening keeps the data and does not run migrations again; the file is private', async () => {

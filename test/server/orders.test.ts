@@ -114,7 +114,7 @@ describe('identifiers, orders, finalize', () => {
     assert.deepEqual(types.get('plain.example.com'), ['dns-01', 'http-01', 'tls-alpn-01']);
   });
 
-  test('order, authorization and challenge ids are unguessable and sort by creation time', async () => {
+  test('order, authorization and challenge ids are unguessable and sort by creation time; account ids carry no time', async () => {
     const before = Date.now();
     const r = await acme.post(acme.directory.newOrder!, { payload: { identifiers: [dns('ids.example.com')] } });
     assert.equal(r.status, 201, r.text);
@@ -130,6 +130,8 @@ describe('identifiers, orders, finalize', () => {
     const later = again.headers.get('location')!.split('/').pop()!;
     assert.ok(later > ids[0]!, 'a later order sorts after an earlier one');
     assert.equal(new Set(ids).size, ids.length);
+    // An account URL is published (CAA accounturi): its id is 128 random bits, no creation time.
+    assert.match(acme.kid!.split('/').pop()!, /^[A-Za-z0-9_-]{22}$/);
   });
 
   test('finalize before the order is ready is 403 orderNotReady', async () => {

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { JWK } from 'jose';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
-import { timeOrderedId, type Random } from '../../lib/random.js';
+import { randomId, timeOrderedId, type Random } from '../../lib/random.js';
 import {
   canonicalIdentifier,
   identifierKey,
@@ -205,6 +205,7 @@ export class Authority {
     return this.#clock.now();
   }
 
+  /** Ids of orders, authorizations, challenges and certificates (src/lib/random.ts timeOrderedId). */
   #id(): string {
     return timeOrderedId(this.#now().getTime(), this.#random);
   }
@@ -303,7 +304,9 @@ export class Authority {
       throw new AcmeProblem('externalAccountRequired', 'this CA requires an external account binding (get a key id and HMAC key from the operator: anvil eab create)');
     }
     const account: AccountRecord = {
-      id: this.#id(),
+      // Not time-ordered: an account URL is published (CAA accounturi, RFC 8657), and its creation
+      // time is nobody's business. Accounts are few and long-lived; their index order does not matter.
+      id: randomId(this.#random),
       status: 'valid',
       jwk,
       thumbprint,
