@@ -22,7 +22,7 @@ import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
 import { KyselyStore, KyselyStoreTx } from './kysely-store.js';
 import { MIGRATIONS, migrate, type Migration, type MigrationLedger } from './migrations.js';
 import type { Database as Schema } from './schema.js';
-import type { AuthzRecord, OrderRecord, Store } from './store.js';
+import type { AccountRecord, AuthzRecord, ChallengeRecord, OrderRecord, Store } from './store.js';
 
 export const DEFAULT_POOL_SIZE = 10;
 
@@ -135,6 +135,58 @@ export async function openPostgresDatabase(
  * (an order with its authorization ids, an authorization with its challenges) instead of two.
  */
 class PostgresTx extends KyselyStoreTx {
+  /** One statement of fixed text, without kysely's query building (about 9 % of the server's CPU here). */
+  async #run<R>(text: string, params: readonly unknown[]): Promise<{ rows: R[]; changed: number }> {
+    const r = await this.db.executeQuery<R>(CompiledQuery.raw(text, [...params]));
+    return { rows: r.rows, changed: Number(r.numAffectedRows ?? 0n) };
+  }
+
+  // The SQL below is written from column names in Anvil's code (KyselyStoreTx), never from input.
+  protected override async sqlInsert<T extends keyof Schema & string>(table: T, rows: Array<Schema[T]>): Promise<void> {
+    const values = rows as unknown as Array<Record<string, unknown>>;
+    if (!values.length) return;
+    const shape = (r: Record<string, unknown>) => Object.keys(r).filter((c) => r[c] !== undefined);
+    const cols = shape(values[0]!);
+    if (values.some((r) => shape(r).join() !== cols.join())) return super.sqlInsert(table, rows); // as kysely writes them
+    let n = 0;
+    const tuples = values.map(() => `(${cols.map(() => `$${++n}`).join(', ')})`);
+    await this.#run(
+      `insert into "${table}" (${cols.map((c) => `"${c}"`).join(', ')}) values ${tuples.join(', ')}`,
+      values.flatMap((r) => cols.map((c) => r[c])),
+    );
+  }
+
+  protected override async sqlUpdateById<T extends 'accounts' | 'orders' | 'authzs' | 'challenges' | 'certificates'>(
+    table: T,
+    set: Partial<Schema[T]>,
+    id: string,
+    expect?: readonly string[],
+  ): Promise<boolean> {
+    const values = set as Record<string, unknown>;
+    const cols = Object.keys(values).filter((c) => values[c] !== undefined);
+    if (!cols.length) return super.sqlUpdateById(table, set, id, expect);
+    let n = 0;
+    const assignments = cols.map((c) => `"${c}" = $${++n}`).join(', ');
+    const where = `"id" = $${++n}${expect?.length ? ` and "status" in (${expect.map(() => `$${++n}`).join(', ')})` : ''}`;
+    const r = await this.#run(`update "${table}" set ${assignments} where ${where}`, [...cols.map((c) => values[c]), id, ...(expect ?? [])]);
+    return r.changed > 0;
+  }
+
+  override async useNonce(value: string, expires: Date): Promise<boolean> {
+    const r = await this.#run('insert into "used_nonces" ("value", "expires") values ($1, $2) on conflict ("value") do nothing', [value, expires.getTime()]);
+    return r.changed > 0;
+  }
+
+  override async getAccount(id: string): Promise<AccountRecord | null> {
+    const r = (await this.#run<Schema['accounts']>('select * from "accounts" where "id" = $1', [id])).rows[0];
+    return r ? this.mapAccount(r) : null;
+  }
+
+  override async getChallenge(id: string): Promise<ChallengeRecord | null> {
+    const r = (await this.#run<Schema['challenges']>('select * from "challenges" where "id" = $1', [id])).rows[0];
+    return r ? this.mapChallenge(r) : null;
+  }
+
   override async getOrder(id: string): Promise<OrderRecord | null> {
     const r = await sql<Schema['orders'] & { authz_ids: string[] }>`
       select o.*, array(select oa.authz_id from order_authzs oa where oa.order_id = o.id order by oa.position) as authz_ids
@@ -179,6 +231,18 @@ class PostgresStore extends KyselyStore {
 
   override getOrder(id: string): Promise<OrderRecord | null> {
     return this.#direct.getOrder(id);
+  }
+
+  override getAccount(id: string): Promise<AccountRecord | null> {
+    return this.#direct.getAccount(id);
+  }
+
+  override getChallenge(id: string): Promise<ChallengeRecord | null> {
+    return this.#direct.getChallenge(id);
+  }
+
+  override useNonce(value: string, expires: Date): Promise<boolean> {
+    return this.#direct.useNonce(value, expires);
   }
 
   override getAuthz(id: string): Promise<AuthzRecord | null> {
