@@ -41,6 +41,46 @@ function changed(r: { numUpdatedRows?: bigint } | undefined): boolean {
 
 type IdTable = 'accounts' | 'orders' | 'authzs' | 'challenges' | 'certificates';
 
+/** A statement's text and its parameters, for a dialect's direct path (SQLite, PostgreSQL). */
+export interface RawStatement {
+  text: string;
+  params: unknown[];
+}
+
+/**
+ * The INSERT that KyselyStoreTx.sqlInsert makes, as text: `placeholder(n)` writes the n-th
+ * parameter (1-based: `?` for SQLite, `$n` for PostgreSQL). Null when the rows do not all set the
+ * same columns (kysely then writes them). Table and column names come from Anvil's code, never
+ * from input.
+ */
+export function insertStatement(table: string, rows: ReadonlyArray<Record<string, unknown>>, placeholder: (n: number) => string): RawStatement | null {
+  const shape = (r: Record<string, unknown>) => Object.keys(r).filter((c) => r[c] !== undefined);
+  const cols = shape(rows[0] ?? {});
+  if (!rows.length || rows.some((r) => shape(r).join() !== cols.join())) return null;
+  let n = 0;
+  const tuples = rows.map(() => `(${cols.map(() => placeholder(++n)).join(', ')})`);
+  return {
+    text: `insert into "${table}" (${cols.map((c) => `"${c}"`).join(', ')}) values ${tuples.join(', ')}`,
+    params: rows.flatMap((r) => cols.map((c) => r[c])),
+  };
+}
+
+/** The UPDATE that KyselyStoreTx.sqlUpdateById makes, as text (see insertStatement); null when it sets nothing. */
+export function updateByIdStatement(
+  table: string,
+  set: Record<string, unknown>,
+  id: string,
+  expect: readonly string[] | undefined,
+  placeholder: (n: number) => string,
+): RawStatement | null {
+  const cols = Object.keys(set).filter((c) => set[c] !== undefined);
+  if (!cols.length) return null;
+  let n = 0;
+  const assignments = cols.map((c) => `"${c}" = ${placeholder(++n)}`).join(', ');
+  const where = `"id" = ${placeholder(++n)}${expect?.length ? ` and "status" in (${expect.map(() => placeholder(++n)).join(', ')})` : ''}`;
+  return { text: `update "${table}" set ${assignments} where ${where}`, params: [...cols.map((c) => set[c]), id, ...(expect ?? [])] };
+}
+
 export class KyselyStoreTx implements StoreTx {
   constructor(protected readonly db: Db) {}
 

@@ -19,7 +19,7 @@
 import { createHash } from 'node:crypto';
 import type { CustomTypesConfig } from 'pg';
 import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
-import { KyselyStore, KyselyStoreTx } from './kysely-store.js';
+import { insertStatement, KyselyStore, KyselyStoreTx, updateByIdStatement } from './kysely-store.js';
 import { MIGRATIONS, migrate, type Migration, type MigrationLedger } from './migrations.js';
 import type { Database as Schema } from './schema.js';
 import type { AccountRecord, AuthzRecord, ChallengeRecord, OrderRecord, Store } from './store.js';
@@ -141,19 +141,11 @@ class PostgresTx extends KyselyStoreTx {
     return { rows: r.rows, changed: Number(r.numAffectedRows ?? 0n) };
   }
 
-  // The SQL below is written from column names in Anvil's code (KyselyStoreTx), never from input.
   protected override async sqlInsert<T extends keyof Schema & string>(table: T, rows: Array<Schema[T]>): Promise<void> {
-    const values = rows as unknown as Array<Record<string, unknown>>;
-    if (!values.length) return;
-    const shape = (r: Record<string, unknown>) => Object.keys(r).filter((c) => r[c] !== undefined);
-    const cols = shape(values[0]!);
-    if (values.some((r) => shape(r).join() !== cols.join())) return super.sqlInsert(table, rows); // as kysely writes them
-    let n = 0;
-    const tuples = values.map(() => `(${cols.map(() => `$${++n}`).join(', ')})`);
-    await this.#run(
-      `insert into "${table}" (${cols.map((c) => `"${c}"`).join(', ')}) values ${tuples.join(', ')}`,
-      values.flatMap((r) => cols.map((c) => r[c])),
-    );
+    if (!rows.length) return;
+    const st = insertStatement(table, rows as unknown as Array<Record<string, unknown>>, (n) => `$${n}`);
+    if (!st) return super.sqlInsert(table, rows);
+    await this.#run(st.text, st.params);
   }
 
   protected override async sqlUpdateById<T extends 'accounts' | 'orders' | 'authzs' | 'challenges' | 'certificates'>(
@@ -162,14 +154,9 @@ class PostgresTx extends KyselyStoreTx {
     id: string,
     expect?: readonly string[],
   ): Promise<boolean> {
-    const values = set as Record<string, unknown>;
-    const cols = Object.keys(values).filter((c) => values[c] !== undefined);
-    if (!cols.length) return super.sqlUpdateById(table, set, id, expect);
-    let n = 0;
-    const assignments = cols.map((c) => `"${c}" = $${++n}`).join(', ');
-    const where = `"id" = $${++n}${expect?.length ? ` and "status" in (${expect.map(() => `$${++n}`).join(', ')})` : ''}`;
-    const r = await this.#run(`update "${table}" set ${assignments} where ${where}`, [...cols.map((c) => values[c]), id, ...(expect ?? [])]);
-    return r.changed > 0;
+    const st = updateByIdStatement(table, set as Record<string, unknown>, id, expect, (n) => `$${n}`);
+    if (!st) return super.sqlUpdateById(table, set, id, expect);
+    return (await this.#run(st.text, st.params)).changed > 0;
   }
 
   override async useNonce(value: string, expires: Date): Promise<boolean> {

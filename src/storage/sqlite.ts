@@ -7,7 +7,7 @@ import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CompiledQuery, Kysely, SqliteDialect, type DatabaseConnection, type Driver } from 'kysely';
-import { KyselyStore, KyselyStoreTx, SQLITE_BUSY_TIMEOUT_MS } from './kysely-store.js';
+import { insertStatement, KyselyStore, KyselyStoreTx, SQLITE_BUSY_TIMEOUT_MS, updateByIdStatement } from './kysely-store.js';
 import { MIGRATIONS, migrate, type Migration, type MigrationLedger } from './migrations.js';
 import type { Database as Schema } from './schema.js';
 import type { AccountRecord, AuthzRecord, CertificateRecord, ChallengeRecord, OrderRecord, Store, StoreTx } from './store.js';
@@ -132,15 +132,10 @@ class SqliteTx extends KyselyStoreTx {
   // The SQL below is written from column names in Anvil's code (KyselyStoreTx), never from input;
   // statements are kept by their text (cacheStatements).
   protected override async sqlInsert<T extends keyof Schema & string>(table: T, rows: Array<Schema[T]>): Promise<void> {
-    const values = rows as unknown as Array<Record<string, unknown>>;
-    if (!values.length) return;
-    const shape = (r: Record<string, unknown>) => Object.keys(r).filter((c) => r[c] !== undefined);
-    const cols = shape(values[0]!);
-    if (values.some((r) => shape(r).join() !== cols.join())) return super.sqlInsert(table, rows); // as kysely writes them
-    const tuple = `(${cols.map(() => '?').join(', ')})`;
-    this.sqlite
-      .prepare(`insert into "${table}" (${cols.map((c) => `"${c}"`).join(', ')}) values ${values.map(() => tuple).join(', ')}`)
-      .run(...values.flatMap((r) => cols.map((c) => r[c])));
+    if (!rows.length) return;
+    const st = insertStatement(table, rows as unknown as Array<Record<string, unknown>>, () => '?');
+    if (!st) return super.sqlInsert(table, rows);
+    this.sqlite.prepare(st.text).run(...st.params);
   }
 
   protected override async sqlUpdateById<T extends 'accounts' | 'orders' | 'authzs' | 'challenges' | 'certificates'>(
@@ -149,14 +144,9 @@ class SqliteTx extends KyselyStoreTx {
     id: string,
     expect?: readonly string[],
   ): Promise<boolean> {
-    const values = set as Record<string, unknown>;
-    const cols = Object.keys(values).filter((c) => values[c] !== undefined);
-    if (!cols.length) return super.sqlUpdateById(table, set, id, expect);
-    const status = expect?.length ? ` and "status" in (${expect.map(() => '?').join(', ')})` : '';
-    const r = this.sqlite
-      .prepare(`update "${table}" set ${cols.map((c) => `"${c}" = ?`).join(', ')} where "id" = ?${status}`)
-      .run(...cols.map((c) => values[c]), id, ...(expect ?? []));
-    return r.changes > 0;
+    const st = updateByIdStatement(table, set as Record<string, unknown>, id, expect, () => '?');
+    if (!st) return super.sqlUpdateById(table, set, id, expect);
+    return this.sqlite.prepare(st.text).run(...st.params).changes > 0;
   }
 
   override async useNonce(value: string, expires: Date): Promise<boolean> {

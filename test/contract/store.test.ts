@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
-import { KyselyStore, KyselyStoreTx } from '../../src/storage/kysely-store.js';
+import { insertStatement, KyselyStore, KyselyStoreTx, updateByIdStatement } from '../../src/storage/kysely-store.js';
 import type { Database as Schema } from '../../src/storage/schema.js';
 import { MIGRATIONS } from '../../src/storage/migrations.js';
 import { openSqliteStore } from '../../src/storage/sqlite.js';
@@ -226,4 +226,28 @@ test('group commit routes exactly the writing methods of the Store through its b
   } finally {
     await store.close();
   }
+});
+
+test('the direct paths write the INSERT and UPDATE that kysely would, with numbered or plain placeholders', () => {
+  const pg = (n: number) => `$${n}`;
+  const rows = [
+    { id: 'a', n: 1, skipped: undefined, der: Buffer.from([1]) },
+    { id: 'b', n: 2, skipped: undefined, der: null },
+  ];
+  assert.deepEqual(insertStatement('t', rows, pg), {
+    text: 'insert into "t" ("id", "n", "der") values ($1, $2, $3), ($4, $5, $6)',
+    params: ['a', 1, Buffer.from([1]), 'b', 2, null],
+  });
+  assert.equal(insertStatement('t', rows, () => '?')!.text, 'insert into "t" ("id", "n", "der") values (?, ?, ?), (?, ?, ?)');
+  assert.equal(insertStatement('t', [{ id: 'a', n: 1 }, { id: 'b' }], pg), null, 'rows of different shapes are left to kysely');
+  assert.equal(insertStatement('t', [], pg), null);
+  assert.deepEqual(updateByIdStatement('t', { status: 'valid', error: null, skipped: undefined }, 'x', ['pending', 'ready'], pg), {
+    text: 'update "t" set "status" = $1, "error" = $2 where "id" = $3 and "status" in ($4, $5)',
+    params: ['valid', null, 'x', 'pending', 'ready'],
+  });
+  assert.deepEqual(updateByIdStatement('t', { status: 'valid' }, 'x', undefined, () => '?'), {
+    text: 'update "t" set "status" = ? where "id" = ?',
+    params: ['valid', 'x'],
+  });
+  assert.equal(updateByIdStatement('t', { skipped: undefined }, 'x', ['pending'], pg), null, 'nothing to set is left to kysely');
 });
