@@ -81,16 +81,37 @@ export function updateByIdStatement(
   return { text: `update "${table}" set ${assignments} where ${where}`, params: [...cols.map((c) => set[c]), id, ...(expect ?? [])] };
 }
 
+/** How a dialect runs statements of fixed text on its own, skipping kysely (KyselyStoreTx.direct). */
+export interface DirectStatements {
+  /** The n-th parameter's placeholder, 1-based: `?` for SQLite, `$n` for PostgreSQL. */
+  placeholder(n: number): string;
+  /** Runs the statement; resolves to the number of rows it changed. */
+  run(st: RawStatement): Promise<number>;
+}
+
 export class KyselyStoreTx implements StoreTx {
   constructor(protected readonly db: Db) {}
 
-  /** INSERT of whole rows (one statement); a dialect's faster path may override it. */
+  /**
+   * A dialect's way to run inserts and id-keyed updates as fixed SQL text (the SQL kysely would
+   * write for them), skipping kysely's query building; unset: kysely runs them.
+   */
+  protected get direct(): DirectStatements | undefined {
+    return undefined;
+  }
+
+  /** INSERT of whole rows (one statement); through `direct` when the dialect has it. */
   protected async sqlInsert<T extends keyof Database & string>(table: T, rows: Array<Database[T]>): Promise<void> {
-    if (rows.length) await this.db.insertInto(table).values(rows as never).execute();
+    if (!rows.length) return;
+    const st = this.direct && insertStatement(table, rows as unknown as Array<Record<string, unknown>>, this.direct.placeholder);
+    if (st) await this.direct!.run(st);
+    else await this.db.insertInto(table).values(rows as never).execute();
   }
 
   /** UPDATE `table` SET `set` WHERE id = `id` [AND status IN `expect`]; true if a row changed. */
   protected async sqlUpdateById<T extends IdTable>(table: T, set: Partial<Database[T]>, id: string, expect?: readonly string[]): Promise<boolean> {
+    const st = this.direct && updateByIdStatement(table, set as Record<string, unknown>, id, expect, this.direct.placeholder);
+    if (st) return (await this.direct!.run(st)) > 0;
     let q = this.db.updateTable(table as IdTable).set(set as never).where('id', '=', id);
     if (expect?.length) q = q.where('status', 'in', expect as never);
     return changed(await q.executeTakeFirst());
@@ -691,11 +712,11 @@ export interface KyselyStoreOptions {
 }
 
 /**
- * Methods of KyselyStoreTx a group commit leaves alone: StoreTx's reads (get/list/count/find/has/
- * ordersFor) and the protected helpers (map*, load*, sql*), which run inside the public methods.
- * Every other method writes, and joins a group commit.
+ * Members of KyselyStoreTx a group commit leaves alone: StoreTx's reads (get/list/count/find/has/
+ * ordersFor) and the protected helpers (map*, load*, sql*, and the `direct` accessor), which run
+ * inside the public methods. Every other method writes, and joins a group commit.
  */
-const READS = /^(get|list|count|find|has|ordersFor|map|load|sql)/;
+const READS = /^(get|list|count|find|has|ordersFor|map|load|sql|direct$)/;
 
 interface Job {
   fn: (tx: StoreTx) => Promise<unknown>;

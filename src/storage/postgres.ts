@@ -19,7 +19,7 @@
 import { createHash } from 'node:crypto';
 import type { CustomTypesConfig } from 'pg';
 import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
-import { insertStatement, KyselyStore, KyselyStoreTx, updateByIdStatement } from './kysely-store.js';
+import { KyselyStore, KyselyStoreTx, type DirectStatements } from './kysely-store.js';
 import { MIGRATIONS, migrate, type Migration, type MigrationLedger } from './migrations.js';
 import type { Database as Schema } from './schema.js';
 import type { AccountRecord, AuthzRecord, ChallengeRecord, OrderRecord, Store } from './store.js';
@@ -141,22 +141,14 @@ class PostgresTx extends KyselyStoreTx {
     return { rows: r.rows, changed: Number(r.numAffectedRows ?? 0n) };
   }
 
-  protected override async sqlInsert<T extends keyof Schema & string>(table: T, rows: Array<Schema[T]>): Promise<void> {
-    if (!rows.length) return;
-    const st = insertStatement(table, rows as unknown as Array<Record<string, unknown>>, (n) => `$${n}`);
-    if (!st) return super.sqlInsert(table, rows);
-    await this.#run(st.text, st.params);
-  }
+  // Inserts and id-keyed updates as fixed SQL text too (KyselyStoreTx.direct).
+  readonly #direct: DirectStatements = {
+    placeholder: (n) => `$${n}`,
+    run: async (st) => (await this.#run(st.text, st.params)).changed,
+  };
 
-  protected override async sqlUpdateById<T extends 'accounts' | 'orders' | 'authzs' | 'challenges' | 'certificates'>(
-    table: T,
-    set: Partial<Schema[T]>,
-    id: string,
-    expect?: readonly string[],
-  ): Promise<boolean> {
-    const st = updateByIdStatement(table, set as Record<string, unknown>, id, expect, (n) => `$${n}`);
-    if (!st) return super.sqlUpdateById(table, set, id, expect);
-    return (await this.#run(st.text, st.params)).changed > 0;
+  protected override get direct(): DirectStatements {
+    return this.#direct;
   }
 
   override async useNonce(value: string, expires: Date): Promise<boolean> {

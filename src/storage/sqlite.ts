@@ -7,7 +7,7 @@ import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CompiledQuery, Kysely, SqliteDialect, type DatabaseConnection, type Driver } from 'kysely';
-import { insertStatement, KyselyStore, KyselyStoreTx, SQLITE_BUSY_TIMEOUT_MS, updateByIdStatement } from './kysely-store.js';
+import { KyselyStore, KyselyStoreTx, SQLITE_BUSY_TIMEOUT_MS, type DirectStatements } from './kysely-store.js';
 import { MIGRATIONS, migrate, type Migration, type MigrationLedger } from './migrations.js';
 import type { Database as Schema } from './schema.js';
 import type { AccountRecord, AuthzRecord, CertificateRecord, ChallengeRecord, OrderRecord, Store, StoreTx } from './store.js';
@@ -129,24 +129,21 @@ class SqliteTx extends KyselyStoreTx {
     super(db);
   }
 
-  // The SQL below is written from column names in Anvil's code (KyselyStoreTx), never from input;
-  // statements are kept by their text (cacheStatements).
-  protected override async sqlInsert<T extends keyof Schema & string>(table: T, rows: Array<Schema[T]>): Promise<void> {
-    if (!rows.length) return;
-    const st = insertStatement(table, rows as unknown as Array<Record<string, unknown>>, () => '?');
-    if (!st) return super.sqlInsert(table, rows);
-    this.sqlite.prepare(st.text).run(...st.params);
+  // Inserts and id-keyed updates as fixed SQL text (KyselyStoreTx.direct), kept by their text
+  // (cacheStatements).
+  readonly #direct: DirectStatements = {
+    placeholder: () => '?',
+    run: async (st) => this.sqlite.prepare(st.text).run(...st.params).changes,
+  };
+
+  protected override get direct(): DirectStatements {
+    return this.#direct;
   }
 
-  protected override async sqlUpdateById<T extends 'accounts' | 'orders' | 'authzs' | 'challenges' | 'certificates'>(
-    table: T,
-    set: Partial<Schema[T]>,
-    id: string,
-    expect?: readonly string[],
-  ): Promise<boolean> {
-    const st = updateByIdStatement(table, set as Record<string, unknown>, id, expect, () => '?');
-    if (!st) return super.sqlUpdateById(table, set, id, expect);
-    return this.sqlite.prepare(st.text).run(...st.params).changes > 0;
+  /** A row by id through a hot statement, mapped; null when there is none. */
+  #one<R, T>(statement: Database.Statement<[string], R>, id: string, map: (r: R) => T): T | null {
+    const r = statement.get(id);
+    return r ? map(r) : null;
   }
 
   override async useNonce(value: string, expires: Date): Promise<boolean> {
@@ -154,8 +151,7 @@ class SqliteTx extends KyselyStoreTx {
   }
 
   override async getCertificate(id: string): Promise<CertificateRecord | null> {
-    const r = this.st.certificate.get(id);
-    return r ? this.mapCertificate(r) : null;
+    return this.#one(this.st.certificate, id, (r) => this.mapCertificate(r));
   }
 
   override async countOpenOrders(accountId: string, now: Date): Promise<number> {
@@ -167,23 +163,19 @@ class SqliteTx extends KyselyStoreTx {
   }
 
   override async getAccount(id: string): Promise<AccountRecord | null> {
-    const r = this.st.account.get(id);
-    return r ? this.mapAccount(r) : null;
+    return this.#one(this.st.account, id, (r) => this.mapAccount(r));
   }
 
   override async getAuthz(id: string): Promise<AuthzRecord | null> {
-    const r = this.st.authz.get(id);
-    return r ? this.mapAuthz(r) : null;
+    return this.#one(this.st.authz, id, (r) => this.mapAuthz(r));
   }
 
   override async getChallenge(id: string): Promise<ChallengeRecord | null> {
-    const r = this.st.challenge.get(id);
-    return r ? this.mapChallenge(r) : null;
+    return this.#one(this.st.challenge, id, (r) => this.mapChallenge(r));
   }
 
   override async getOrder(id: string): Promise<OrderRecord | null> {
-    const r = this.st.order.get(id);
-    return r ? this.mapOrder(r) : null;
+    return this.#one(this.st.order, id, (r) => this.mapOrder(r));
   }
 
   protected override async loadChallengeRows(authzId: string): Promise<Array<Schema['challenges']>> {

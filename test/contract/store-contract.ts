@@ -104,6 +104,15 @@ export function runStoreContract(name: string, open: () => Promise<Store>, opts:
     });
     after(async () => s.close());
 
+    /** A stored account with one stored pending authorization. */
+    async function accountWithAuthz(): Promise<{ a: AccountRecord; z: AuthzRecord }> {
+      const a = account();
+      await s.createAccount(a);
+      const z = authz(a.id);
+      await s.createAuthz(z);
+      return { a, z };
+    }
+
     test('not found is null, never an exception', async () => {
       assert.equal(await s.getAccount('nope'), null);
       assert.equal(await s.getAccountByThumbprint('nope'), null);
@@ -185,10 +194,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>, opts:
     });
 
     test('a standalone transaction: its compare-and-sets take effect one by one; what a later error does to them is the store\'s', async () => {
-      const a = account();
-      await s.createAccount(a);
-      const z = authz(a.id);
-      await s.createAuthz(z);
+      const { a, z } = await accountWithAuthz();
       const o = order(a.id, [z.id]);
       await s.createOrder(o);
       await assert.rejects(
@@ -347,10 +353,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>, opts:
     });
 
     test('orders of an authorization, processing challenges and pending certificates are found', async () => {
-      const a = account();
-      await s.createAccount(a);
-      const z = authz(a.id);
-      await s.createAuthz(z);
+      const { a, z } = await accountWithAuthz();
       const o1 = order(a.id, [z.id]);
       const o2 = order(a.id, [z.id]);
       await s.createOrder(o1);

@@ -5,12 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
-import { insertStatement, KyselyStore, KyselyStoreTx, updateByIdStatement } from '../../src/storage/kysely-store.js';
+import { CompiledQuery, Kysely, SqliteDialect } from 'kysely';
+import { insertStatement, KyselyStore, KyselyStoreTx, updateByIdStatement, type DirectStatements } from '../../src/storage/kysely-store.js';
 import type { Database as Schema } from '../../src/storage/schema.js';
 import { MIGRATIONS } from '../../src/storage/migrations.js';
-import { openSqliteStore } from '../../src/storage/sqlite.js';
-import { account, runStoreContract } from './store-contract.js';
+import { openSqliteDatabase, openSqliteStore } from '../../src/storage/sqlite.js';
+import { account, authz, runStoreContract } from './store-contract.js';
 
 let dir: string;
 before(async () => {
@@ -250,4 +250,35 @@ test('the direct paths write the INSERT and UPDATE that kysely would, with numbe
     params: ['valid', 'x'],
   });
   assert.equal(updateByIdStatement('t', { skipped: undefined }, 'x', ['pending'], pg), null, 'nothing to set is left to kysely');
+});
+
+test('inserts and id-keyed updates go through a dialect\'s direct path when it has one, and land as kysely would write them', async () => {
+  const db = await openSqliteDatabase(':memory:');
+  const ran: string[] = [];
+  class Recording extends KyselyStoreTx {
+    protected override get direct(): DirectStatements {
+      return {
+        placeholder: () => '?',
+        run: async (st) => {
+          ran.push(st.text.split(' (')[0]!.split(' where')[0]!);
+          return Number((await db.executeQuery(CompiledQuery.raw(st.text, st.params))).numAffectedRows ?? 0n);
+        },
+      };
+    }
+  }
+  try {
+    const tx = new Recording(db);
+    const plain = new KyselyStoreTx(db);
+    const a = account();
+    await tx.createAccount(a);
+    const z = authz(a.id);
+    await tx.createAuthz(z);
+    assert.equal(await tx.updateAuthz(z.id, { status: 'valid' }, ['pending']), true);
+    assert.equal(await tx.updateAuthz(z.id, { status: 'valid' }, ['pending']), false, 'the compare-and-set counts changed rows');
+    assert.deepEqual(ran, ['insert into "accounts"', 'insert into "authzs"', 'insert into "challenges"', 'update "authzs" set "status" = ?', 'update "authzs" set "status" = ?']);
+    assert.deepEqual(await plain.getAccount(a.id), a);
+    assert.deepEqual(await plain.getAuthz(z.id), { ...z, status: 'valid' });
+  } finally {
+    await db.destroy();
+  }
 });
