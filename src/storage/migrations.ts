@@ -221,8 +221,80 @@ export const DNS_MIGRATIONS: readonly Migration[] = [
   },
 ];
 
+/**
+ * The inventory's tables (src/inventory/store.ts), migrated with
+ * `migrate(db, INVENTORY_MIGRATIONS, 'inventory_schema_migrations')`: in their own SQLite file
+ * (inventory.db in the data directory), or beside the CA's tables in its PostgreSQL database.
+ */
+export const INVENTORY_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'certificates, installations and events',
+    async up(db) {
+      const s = db.schema;
+      await s
+        .createTable('inv_certificates')
+        .addColumn('fingerprint', 'text', (c) => c.primaryKey())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('issuer', 'text', (c) => c.notNull())
+        .addColumn('serial', 'text', (c) => c.notNull())
+        .addColumn('names', 'text', (c) => c.notNull())
+        .addColumn('names_key', 'text', (c) => c.notNull())
+        .addColumn('key_type', 'text', (c) => c.notNull())
+        .addColumn('key_bits', 'integer', (c) => c.notNull())
+        .addColumn('key_detail', 'text')
+        .addColumn('spki_sha256', 'text', (c) => c.notNull())
+        .addColumn('signature_algorithm', 'text', (c) => c.notNull())
+        .addColumn('not_before', 'bigint', (c) => c.notNull())
+        .addColumn('not_after', 'bigint', (c) => c.notNull())
+        .addColumn('is_ca', 'integer', (c) => c.notNull())
+        .addColumn('self_signed', 'integer', (c) => c.notNull())
+        .addColumn('known_weak_key', 'text')
+        .addColumn('der', binary(db), (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('profile', 'text')
+        .addColumn('revoked_at', 'bigint')
+        .addColumn('revocation_reason', 'integer')
+        .addColumn('first_seen', 'bigint', (c) => c.notNull())
+        .addColumn('last_seen', 'bigint', (c) => c.notNull())
+        .execute();
+      await s.createIndex('inv_certificates_not_after').on('inv_certificates').columns(['not_after', 'fingerprint']).execute();
+      await s.createIndex('inv_certificates_names').on('inv_certificates').columns(['names_key', 'not_before']).execute();
+      await s.createIndex('inv_certificates_serial').on('inv_certificates').columns(['serial']).execute();
+      await s
+        .createTable('inv_installations')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('location', 'text', (c) => c.notNull())
+        .addColumn('sni', 'text', (c) => c.notNull())
+        .addColumn('fingerprint', 'text', (c) => c.references('inv_certificates.fingerprint'))
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('chain_error', 'text')
+        .addColumn('hostname_error', 'text')
+        .addColumn('error', 'text')
+        .addColumn('first_seen', 'bigint', (c) => c.notNull())
+        .addColumn('last_seen', 'bigint', (c) => c.notNull())
+        .addColumn('last_checked', 'bigint', (c) => c.notNull())
+        .addUniqueConstraint('inv_installations_place', ['kind', 'location', 'sni'])
+        .execute();
+      await s.createIndex('inv_installations_fingerprint').on('inv_installations').columns(['fingerprint']).execute();
+      await s
+        .createTable('inv_events')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('fingerprint', 'text')
+        .addColumn('installation_id', 'text')
+        .addColumn('detail', 'text', (c) => c.notNull())
+        .execute();
+      await s.createIndex('inv_events_fingerprint').on('inv_events').columns(['fingerprint', 'id']).execute();
+      await s.createIndex('inv_events_installation').on('inv_events').columns(['installation_id', 'id']).execute();
+    },
+  },
+];
+
 /** Where a chain of migrations records what it applied. */
-export type MigrationLedger = 'schema_migrations' | 'dns_schema_migrations';
+export type MigrationLedger = 'schema_migrations' | 'dns_schema_migrations' | 'inventory_schema_migrations';
 
 export class SchemaTooNewError extends Error {
   readonly code = 'SCHEMA_TOO_NEW';

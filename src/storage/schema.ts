@@ -151,6 +151,67 @@ export interface SchemaMigrationsTable {
   applied_at: number;
 }
 
+/** The inventory (src/inventory/store.ts): every certificate seen, once, by its SHA-256. */
+export interface InvCertificatesTable {
+  fingerprint: string;
+  subject: string;
+  issuer: string;
+  serial: string;
+  /** JSON array of the subjectAltName DNS names and IP addresses. */
+  names: string;
+  /** The names sorted and joined by a space: certificates for the same names share it (renewals). */
+  names_key: string;
+  key_type: string;
+  key_bits: number;
+  key_detail: string | null;
+  spki_sha256: string;
+  signature_algorithm: string;
+  not_before: number;
+  not_after: number;
+  is_ca: number;
+  self_signed: number;
+  /** Why the key is known to be weak (ROCA), computed once. */
+  known_weak_key: string | null;
+  der: Uint8Array;
+  /** Where it was first seen: 'ca', 'lineage', 'network', 'file', 'import'. */
+  source: string;
+  profile: string | null;
+  revoked_at: number | null;
+  revocation_reason: number | null;
+  first_seen: number;
+  last_seen: number;
+}
+
+/** A place a certificate is deployed: an endpoint (host:port and SNI name), a file, a lineage. */
+export interface InvInstallationsTable {
+  id: string;
+  kind: string;
+  location: string;
+  /** '' when none. */
+  sni: string;
+  /** The certificate found there at the last look that found one. */
+  fingerprint: string | null;
+  status: string;
+  chain_error: string | null;
+  hostname_error: string | null;
+  /** Why the last look failed (unreachable, unreadable), when it did. */
+  error: string | null;
+  first_seen: number;
+  last_seen: number;
+  last_checked: number;
+}
+
+export interface InvEventsTable {
+  /** Time-ordered (lib/random.ts timeOrderedId): ordering by id orders by time. */
+  id: string;
+  at: number;
+  type: string;
+  fingerprint: string | null;
+  installation_id: string | null;
+  /** JSON object. */
+  detail: string;
+}
+
 export interface Database {
   accounts: AccountsTable;
   orders: OrdersTable;
@@ -168,4 +229,9 @@ export interface Database {
   dns_txt_records: DnsTxtRecordsTable;
   /** The DNS tables' own migration ledger (DNS_MIGRATIONS), independent of the ACME schema's. */
   dns_schema_migrations: SchemaMigrationsTable;
+  inv_certificates: InvCertificatesTable;
+  inv_installations: InvInstallationsTable;
+  inv_events: InvEventsTable;
+  /** The inventory tables' own migration ledger (INVENTORY_MIGRATIONS). */
+  inventory_schema_migrations: SchemaMigrationsTable;
 }

@@ -1,0 +1,365 @@
+/**
+ * The inventory's records: certificates (once each, by SHA-256), the places they are deployed
+ * (installations: an endpoint host:port with its SNI name, a file, a lineage), and a history of
+ * events. Same storage layer as the CA (kysely; SQLite or PostgreSQL), its own tables and
+ * migration ledger (INVENTORY_MIGRATIONS).
+ *
+ * Contract:
+ * - Recording is idempotent: the same certificate or the same observation again updates
+ *   `last_seen`, and adds an event only when something changed (a new certificate, a different
+ *   certificate at a place, a place gone or back).
+ * - An installation is identified by (kind, location, sni); it holds the certificate seen there
+ *   last. A look that fails (unreachable, unreadable) marks it `missing` and keeps that certificate,
+ *   so the inventory still says what used to be there.
+ * - Each record call is one transaction: a crash leaves either all of it or none.
+ * - "Not found" is null, never an exception.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
+import type { Database as Schema, InvCertificatesTable, InvInstallationsTable } from '../storage/schema.js';
+import { describeCertificate, type CertificateFacts } from './certificate.js';
+import type { InstallationState } from './checks.js';
+
+export type CertificateSource = 'ca' | 'lineage' | 'network' | 'file' | 'import';
+export type InstallationKind = InstallationState['kind'];
+export type EventType = 'issued' | 'renewed' | 'discovered' | 'deployed' | 'replaced' | 'missing' | 'back' | 'revoked' | 'renewal-failed';
+
+export interface InventoryCertificate extends CertificateFacts {
+  der: Buffer;
+  source: CertificateSource;
+  profile: string | null;
+  revoked: { at: Date; reason: number | null } | null;
+  firstSeen: Date;
+  lastSeen: Date;
+}
+
+export interface Installation extends InstallationState {
+  fingerprint: string | null;
+  error: string | null;
+  firstSeen: Date;
+  lastSeen: Date;
+  lastChecked: Date;
+}
+
+export interface InventoryEvent {
+  id: string;
+  at: Date;
+  type: EventType;
+  fingerprint: string | null;
+  installationId: string | null;
+  detail: Record<string, unknown>;
+}
+
+export interface Place {
+  kind: InstallationKind;
+  location: string;
+  sni?: string | null;
+}
+
+/** What one look at a place found. */
+export type Sighting =
+  | { found: true; der: Buffer; chainError?: string | null; hostnameError?: string | null }
+  | { found: false; error: string };
+
+export interface RecordResult {
+  fingerprint: string;
+  /** First time the inventory sees this certificate. */
+  isNew: boolean;
+}
+
+/** The installation id: a hash of its place, so that every replica and rescan computes the same. */
+export function installationId(p: Place): string {
+  return createHash('sha256').update(`${p.kind}\n${p.location}\n${p.sni ?? ''}`).digest('hex').slice(0, 32);
+}
+
+/** The renewal key: the subjectAltNames, sorted. */
+export function namesKey(names: readonly string[]): string {
+  return [...new Set(names)].sort().join(' ');
+}
+
+export class InventoryStore {
+  /** Orders the events of one process within a millisecond (see #eventId). */
+  #seq = 0;
+
+  constructor(
+    private readonly db: Kysely<Schema>,
+    private readonly ownsDb = true,
+  ) {}
+
+  async close(): Promise<void> {
+    if (this.ownsDb) await this.db.destroy();
+  }
+
+  /** Records a certificate (DER); throws when it does not parse. */
+  async recordCertificate(
+    der: Buffer,
+    source: CertificateSource,
+    now: Date,
+    extra: { profile?: string | null; revoked?: { at: Date; reason: number | null } | null; event?: EventType } = {},
+  ): Promise<RecordResult> {
+    const facts = describeCertificate(der);
+    return this.db.transaction().execute((tx) => this.#recordCertificate(tx, facts, der, source, now, extra));
+  }
+
+  async #recordCertificate(
+    tx: Transaction<Schema>,
+    f: CertificateFacts,
+    der: Buffer,
+    source: CertificateSource,
+    now: Date,
+    extra: { profile?: string | null; revoked?: { at: Date; reason: number | null } | null; event?: EventType },
+  ): Promise<RecordResult> {
+    const t = now.getTime();
+    const existing = await tx.selectFrom('inv_certificates').select(['fingerprint', 'revoked_at']).where('fingerprint', '=', f.fingerprint).executeTakeFirst();
+    if (existing) {
+      const set: Partial<InvCertificatesTable> = { last_seen: t };
+      if (extra.profile) set.profile = extra.profile;
+      if (extra.revoked && existing.revoked_at === null) {
+        set.revoked_at = extra.revoked.at.getTime();
+        set.revocation_reason = extra.revoked.reason;
+        await this.#event(tx, now, 'revoked', f.fingerprint, null, { reason: extra.revoked.reason });
+      }
+      await tx.updateTable('inv_certificates').set(set).where('fingerprint', '=', f.fingerprint).execute();
+      return { fingerprint: f.fingerprint, isNew: false };
+    }
+    const key = namesKey(f.names);
+    await tx
+      .insertInto('inv_certificates')
+      .values({
+        fingerprint: f.fingerprint,
+        subject: f.subject,
+        issuer: f.issuer,
+        serial: f.serial,
+        names: JSON.stringify(f.names),
+        names_key: key,
+        key_type: f.keyType,
+        key_bits: f.keyBits,
+        key_detail: f.keyDetail,
+        spki_sha256: f.spkiSha256,
+        signature_algorithm: f.signatureAlgorithm,
+        not_before: f.notBefore.getTime(),
+        not_after: f.notAfter.getTime(),
+        is_ca: f.isCa ? 1 : 0,
+        self_signed: f.selfSigned ? 1 : 0,
+        known_weak_key: f.knownWeakKey,
+        der,
+        source,
+        profile: extra.profile ?? null,
+        revoked_at: extra.revoked ? extra.revoked.at.getTime() : null,
+        revocation_reason: extra.revoked ? extra.revoked.reason : null,
+        first_seen: t,
+        last_seen: t,
+      })
+      .execute();
+    // A renewal: an older certificate for the same names (not a CA certificate, whose names are empty).
+    const previous = key
+      ? await tx
+          .selectFrom('inv_certificates')
+          .select('fingerprint')
+          .where('names_key', '=', key)
+          .where('not_before', '<', f.notBefore.getTime())
+          .orderBy('not_before', 'desc')
+          .limit(1)
+          .executeTakeFirst()
+      : undefined;
+    const type: EventType = previous ? 'renewed' : (extra.event ?? (source === 'ca' ? 'issued' : 'discovered'));
+    await this.#event(tx, now, type, f.fingerprint, null, { source, ...(previous ? { previous: previous.fingerprint } : {}) });
+    if (extra.revoked) await this.#event(tx, now, 'revoked', f.fingerprint, null, { reason: extra.revoked.reason });
+    return { fingerprint: f.fingerprint, isNew: true };
+  }
+
+  /**
+   * Records one look at a place: the certificate found there (recorded too), or why nothing was.
+   * Returns the installation's id.
+   */
+  async recordSighting(place: Place, sighting: Sighting, source: CertificateSource, now: Date): Promise<string> {
+    const facts = sighting.found ? describeCertificate(sighting.der) : null;
+    const id = installationId(place);
+    const t = now.getTime();
+    await this.db.transaction().execute(async (tx) => {
+      if (sighting.found) await this.#recordCertificate(tx, facts!, sighting.der, source, now, {});
+      const row = await tx.selectFrom('inv_installations').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!sighting.found) {
+        if (!row) return; // never seen there: nothing to remember
+        if (row.status !== 'missing') {
+          await tx.updateTable('inv_installations').set({ status: 'missing', error: sighting.error, last_checked: t }).where('id', '=', id).execute();
+          await this.#event(tx, now, 'missing', row.fingerprint, id, { error: sighting.error });
+        } else {
+          await tx.updateTable('inv_installations').set({ error: sighting.error, last_checked: t }).where('id', '=', id).execute();
+        }
+        return;
+      }
+      const fp = facts!.fingerprint;
+      const values = {
+        fingerprint: fp,
+        status: 'present',
+        chain_error: sighting.chainError ?? null,
+        hostname_error: sighting.hostnameError ?? null,
+        error: null,
+        last_seen: t,
+        last_checked: t,
+      };
+      if (!row) {
+        await tx
+          .insertInto('inv_installations')
+          .values({ id, kind: place.kind, location: place.location, sni: place.sni ?? '', first_seen: t, ...values })
+          .execute();
+        await this.#event(tx, now, 'deployed', fp, id, { location: place.location, sni: place.sni ?? null });
+        return;
+      }
+      await tx.updateTable('inv_installations').set(values).where('id', '=', id).execute();
+      if (row.fingerprint !== fp) {
+        if (row.fingerprint) await this.#event(tx, now, 'replaced', row.fingerprint, id, { by: fp });
+        await this.#event(tx, now, 'deployed', fp, id, { location: place.location, sni: place.sni ?? null, previous: row.fingerprint });
+      } else if (row.status === 'missing') {
+        await this.#event(tx, now, 'back', fp, id, {});
+      }
+    });
+    return id;
+  }
+
+  /**
+   * Marks as missing every present installation of `kind` that a complete rescan did not see:
+   * those whose location starts with one of `under` (file scans of directories) or is one of
+   * `exactly` (network scans of their targets), and whose id is not in `seen`.
+   */
+  async markUnseen(kind: InstallationKind, scope: { under?: string[]; exactly?: string[] }, seen: ReadonlySet<string>, now: Date): Promise<number> {
+    const rows = await this.db.selectFrom('inv_installations').select(['id', 'location', 'fingerprint']).where('kind', '=', kind).where('status', '=', 'present').execute();
+    const inScope = (loc: string) =>
+      (scope.exactly ?? []).includes(loc) || (scope.under ?? []).some((u) => loc === u || loc.startsWith(u.endsWith('/') ? u : `${u}/`));
+    const gone = rows.filter((r) => !seen.has(r.id) && inScope(r.location));
+    for (const r of gone) {
+      await this.db.transaction().execute(async (tx) => {
+        await tx.updateTable('inv_installations').set({ status: 'missing', error: 'not found on rescan', last_checked: now.getTime() }).where('id', '=', r.id).execute();
+        await this.#event(tx, now, 'missing', r.fingerprint, r.id, { error: 'not found on rescan' });
+      });
+    }
+    return gone.length;
+  }
+
+  async addEvent(now: Date, type: EventType, fingerprint: string | null, installationIdValue: string | null, detail: Record<string, unknown>): Promise<void> {
+    await this.#event(this.db, now, type, fingerprint, installationIdValue, detail);
+  }
+
+  async #event(db: Kysely<Schema>, now: Date, type: EventType, fingerprint: string | null, installation: string | null, detail: Record<string, unknown>): Promise<void> {
+    await db
+      .insertInto('inv_events')
+      .values({ id: this.#eventId(now), at: now.getTime(), type, fingerprint, installation_id: installation, detail: JSON.stringify(detail) })
+      .execute();
+  }
+
+  /**
+   * Time-ordered: 12 hex digits of milliseconds, 8 of this process's sequence (so that the events
+   * of one transaction keep their order), 16 random (so that processes do not collide).
+   */
+  #eventId(now: Date): string {
+    this.#seq = (this.#seq + 1) % 0x1_0000_0000;
+    return `${now.getTime().toString(16).padStart(12, '0')}${this.#seq.toString(16).padStart(8, '0')}${randomBytes(8).toString('hex')}`;
+  }
+
+  async getCertificate(fingerprint: string): Promise<InventoryCertificate | null> {
+    const r = await this.db.selectFrom('inv_certificates').selectAll().where('fingerprint', '=', fingerprint).executeTakeFirst();
+    return r ? mapCertificate(r) : null;
+  }
+
+  /** Fingerprints starting with `prefix` (lower-case hex), at most `limit`. */
+  async findByPrefix(prefix: string, limit = 2): Promise<string[]> {
+    if (!/^[0-9a-f]{1,64}$/.test(prefix)) return [];
+    const rows = await this.db.selectFrom('inv_certificates').select('fingerprint').where('fingerprint', '>=', prefix).where('fingerprint', '<', `${prefix}g`).limit(limit).execute();
+    return rows.map((r) => r.fingerprint);
+  }
+
+  /** Every certificate, soonest expiry first. */
+  async listCertificates(): Promise<InventoryCertificate[]> {
+    const rows = await this.db.selectFrom('inv_certificates').selectAll().orderBy('not_after').orderBy('fingerprint').execute();
+    return rows.map(mapCertificate);
+  }
+
+  async countCertificates(): Promise<number> {
+    const r = await this.db.selectFrom('inv_certificates').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst();
+    return Number(r?.n ?? 0);
+  }
+
+  /** Installations, of one certificate or all. */
+  async listInstallations(fingerprint?: string): Promise<Installation[]> {
+    let q = this.db.selectFrom('inv_installations').selectAll();
+    if (fingerprint) q = q.where('fingerprint', '=', fingerprint);
+    const rows = await q.orderBy('kind').orderBy('location').orderBy('sni').execute();
+    return rows.map(mapInstallation);
+  }
+
+  /** Events of one certificate (or all), oldest first. */
+  async listEvents(filter: { fingerprint?: string; installationId?: string; limit?: number } = {}): Promise<InventoryEvent[]> {
+    let q = this.db.selectFrom('inv_events').selectAll();
+    if (filter.fingerprint) q = q.where('fingerprint', '=', filter.fingerprint);
+    if (filter.installationId) q = q.where('installation_id', '=', filter.installationId);
+    const rows = await q.orderBy('id').limit(filter.limit ?? 1000).execute();
+    return rows.map((r) => ({
+      id: r.id,
+      at: new Date(Number(r.at)),
+      type: r.type as EventType,
+      fingerprint: r.fingerprint,
+      installationId: r.installation_id,
+      detail: JSON.parse(r.detail) as Record<string, unknown>,
+    }));
+  }
+
+  /** For each certificate, the newest later certificate for the same names, if any. */
+  async renewals(): Promise<Map<string, { fingerprint: string; notBefore: Date }>> {
+    const rows = await this.db.selectFrom('inv_certificates').select(['fingerprint', 'names_key', 'not_before']).where('names_key', '!=', '').orderBy('names_key').orderBy('not_before').execute();
+    const out = new Map<string, { fingerprint: string; notBefore: Date }>();
+    for (let i = 0; i < rows.length; ) {
+      let j = i;
+      while (j < rows.length && rows[j]!.names_key === rows[i]!.names_key) j++;
+      const newest = rows[j - 1]!;
+      for (let k = i; k < j - 1; k++) {
+        if (Number(rows[k]!.not_before) < Number(newest.not_before)) out.set(rows[k]!.fingerprint, { fingerprint: newest.fingerprint, notBefore: new Date(Number(newest.not_before)) });
+      }
+      i = j;
+    }
+    return out;
+  }
+}
+
+function mapCertificate(r: InvCertificatesTable): InventoryCertificate {
+  return {
+    fingerprint: r.fingerprint,
+    subject: r.subject,
+    issuer: r.issuer,
+    serial: r.serial,
+    names: JSON.parse(r.names) as string[],
+    keyType: r.key_type as CertificateFacts['keyType'],
+    keyBits: Number(r.key_bits),
+    keyDetail: r.key_detail,
+    spkiSha256: r.spki_sha256,
+    signatureAlgorithm: r.signature_algorithm,
+    notBefore: new Date(Number(r.not_before)),
+    notAfter: new Date(Number(r.not_after)),
+    isCa: Number(r.is_ca) === 1,
+    selfSigned: Number(r.self_signed) === 1,
+    der: Buffer.from(r.der),
+    source: r.source as CertificateSource,
+    profile: r.profile,
+    knownWeakKey: r.known_weak_key,
+    revoked: r.revoked_at === null ? null : { at: new Date(Number(r.revoked_at)), reason: r.revocation_reason === null ? null : Number(r.revocation_reason) },
+    firstSeen: new Date(Number(r.first_seen)),
+    lastSeen: new Date(Number(r.last_seen)),
+  };
+}
+
+function mapInstallation(r: InvInstallationsTable): Installation {
+  return {
+    id: r.id,
+    kind: r.kind as InstallationKind,
+    location: r.location,
+    sni: r.sni || null,
+    fingerprint: r.fingerprint,
+    status: r.status as Installation['status'],
+    chainError: r.chain_error,
+    hostnameError: r.hostname_error,
+    error: r.error,
+    firstSeen: new Date(Number(r.first_seen)),
+    lastSeen: new Date(Number(r.last_seen)),
+    lastChecked: new Date(Number(r.last_checked)),
+  };
+}

@@ -1,0 +1,184 @@
+/**
+ * The inventory store's contract (src/inventory/store.ts), on SQLite and on PostgreSQL (a fresh
+ * database per case; skipped loudly when PostgreSQL is not reachable, failing under CI=true).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { describeCertificate } from '../../src/inventory/certificate.js';
+import { assess, openInventory, recordEndpointScan, recordFileScan, type InventoryLocation } from '../../src/inventory/inventory.js';
+import type { InventoryStore } from '../../src/inventory/store.js';
+import { testCa, testLeaf } from '../../src/inventory/test-certs.js';
+import { createDatabase, dropDatabases, pgSkip } from '../helpers/postgres.js';
+
+const DAY = 86_400_000;
+const dirs: string[] = [];
+after(async () => {
+  await dropDatabases();
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function sqlite(): Promise<InventoryLocation> {
+  const d = await mkdtemp(path.join(os.tmpdir(), 'anvil-inv-'));
+  dirs.push(d);
+  return { type: 'sqlite', path: path.join(d, 'inventory.db') };
+}
+const postgres = async (): Promise<InventoryLocation> => ({ type: 'postgres', url: await createDatabase() });
+
+function contract(name: string, where: () => Promise<InventoryLocation>, skip: string | false = false): void {
+  describe(`inventory store: ${name}`, { skip }, () => {
+    async function withStore(fn: (s: InventoryStore) => Promise<void>): Promise<void> {
+      const s = await openInventory(await where());
+      try {
+        await fn(s);
+      } finally {
+        await s.close();
+      }
+    }
+    const t0 = new Date('2026-11-01T00:00:00Z');
+    const later = (days: number) => new Date(t0.getTime() + days * DAY);
+
+    test('a certificate is recorded once, with the facts read from it, and one event', () =>
+      withStore(async (s) => {
+        const leaf = await testLeaf({ names: ['a.test', 'b.test'] });
+        assert.deepEqual(await s.recordCertificate(leaf.der, 'import', t0), { fingerprint: describeCertificate(leaf.der).fingerprint, isNew: true });
+        const again = await s.recordCertificate(leaf.der, 'file', later(1));
+        assert.equal(again.isNew, false);
+        const c = await s.getCertificate(again.fingerprint);
+        assert.ok(c);
+        const { der, source, profile, revoked, firstSeen, lastSeen, ...facts } = c;
+        assert.deepEqual(facts, describeCertificate(leaf.der));
+        assert.ok(der.equals(leaf.der));
+        assert.equal(source, 'import');
+        assert.equal(profile, null);
+        assert.equal(revoked, null);
+        assert.equal(firstSeen.getTime(), t0.getTime());
+        assert.equal(lastSeen.getTime(), later(1).getTime());
+        assert.deepEqual((await s.listEvents({ fingerprint: c.fingerprint })).map((e) => e.type), ['discovered']);
+        assert.equal(await s.countCertificates(), 1);
+      }));
+
+    test('a certificate from the CA is issued; a later one for the same names is a renewal of it', () =>
+      withStore(async (s) => {
+        const old = await testLeaf({ names: ['x.test', 'y.test'], notBefore: t0 });
+        const renewed = await testLeaf({ names: ['y.test', 'x.test'], notBefore: later(60) });
+        const other = await testLeaf({ names: ['x.test'], notBefore: later(61) });
+        const a = await s.recordCertificate(old.der, 'ca', t0);
+        const b = await s.recordCertificate(renewed.der, 'ca', later(60));
+        const c = await s.recordCertificate(other.der, 'ca', later(61));
+        assert.deepEqual((await s.listEvents({ fingerprint: a.fingerprint })).map((e) => e.type), ['issued']);
+        const [ev] = await s.listEvents({ fingerprint: b.fingerprint });
+        assert.equal(ev?.type, 'renewed');
+        assert.equal(ev?.detail.previous, a.fingerprint);
+        assert.deepEqual((await s.listEvents({ fingerprint: c.fingerprint })).map((e) => e.type), ['issued']);
+        const r = await s.renewals();
+        assert.equal(r.get(a.fingerprint)?.fingerprint, b.fingerprint);
+        assert.equal(r.has(b.fingerprint), false);
+        assert.equal(r.has(c.fingerprint), false);
+      }));
+
+    test('a place: deployed, seen again quietly, replaced, missing once, back', () =>
+      withStore(async (s) => {
+        const one = await testLeaf();
+        const two = await testLeaf();
+        const place = { kind: 'endpoint' as const, location: '127.0.0.1:8443', sni: 'www.example.test' };
+        const id = await s.recordSighting(place, { found: true, der: one.der, chainError: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }, 'network', t0);
+        assert.equal(await s.recordSighting(place, { found: true, der: one.der }, 'network', later(1)), id);
+        let [inst] = await s.listInstallations();
+        assert.equal(inst?.status, 'present');
+        assert.equal(inst?.chainError, null, 'the last look decides');
+        assert.equal(inst?.lastSeen.getTime(), later(1).getTime());
+        await s.recordSighting(place, { found: true, der: two.der }, 'network', later(2));
+        await s.recordSighting(place, { found: false, error: 'refused' }, 'network', later(3));
+        await s.recordSighting(place, { found: false, error: 'timeout' }, 'network', later(4));
+        [inst] = await s.listInstallations();
+        assert.equal(inst?.status, 'missing');
+        assert.equal(inst?.error, 'timeout');
+        assert.equal(inst?.fingerprint, describeCertificate(two.der).fingerprint, 'what was there is remembered');
+        await s.recordSighting(place, { found: true, der: two.der }, 'network', later(5));
+        const types = (await s.listEvents({ installationId: id })).map((e) => `${e.type}:${e.fingerprint?.slice(0, 4)}`);
+        const f1 = describeCertificate(one.der).fingerprint.slice(0, 4);
+        const f2 = describeCertificate(two.der).fingerprint.slice(0, 4);
+        assert.deepEqual(types, [`deployed:${f1}`, `replaced:${f1}`, `deployed:${f2}`, `missing:${f2}`, `back:${f2}`]);
+        assert.deepEqual((await s.listInstallations(describeCertificate(one.der).fingerprint)).length, 0);
+      }));
+
+    test('a failed look at a place never seen records nothing', () =>
+      withStore(async (s) => {
+        await s.recordSighting({ kind: 'endpoint', location: '127.0.0.9:443' }, { found: false, error: 'refused' }, 'network', t0);
+        assert.deepEqual(await s.listInstallations(), []);
+        assert.deepEqual(await s.listEvents(), []);
+      }));
+
+    test('bytes that are not a certificate are refused and leave nothing behind', () =>
+      withStore(async (s) => {
+        await assert.rejects(s.recordSighting({ kind: 'file', location: '/x.pem' }, { found: true, der: Buffer.from('30030201ff', 'hex') }, 'file', t0));
+        await assert.rejects(s.recordCertificate(Buffer.from('not a certificate'), 'import', t0));
+        assert.equal(await s.countCertificates(), 0);
+        assert.deepEqual(await s.listInstallations(), []);
+        assert.deepEqual(await s.listEvents(), []);
+      }));
+
+    test('a rescan marks what it did not see, within its scope only', () =>
+      withStore(async (s) => {
+        const c = await testLeaf();
+        const a = await s.recordSighting({ kind: 'file', location: '/srv/a/x.pem' }, { found: true, der: c.der }, 'file', t0);
+        await s.recordSighting({ kind: 'file', location: '/srv/a/y.pem' }, { found: true, der: c.der }, 'file', t0);
+        await s.recordSighting({ kind: 'file', location: '/srv/ab/z.pem' }, { found: true, der: c.der }, 'file', t0);
+        await s.recordSighting({ kind: 'endpoint', location: '/srv/a/not-a-file' }, { found: true, der: c.der }, 'network', t0);
+        assert.equal(await s.markUnseen('file', { under: ['/srv/a'] }, new Set([a]), later(1)), 1);
+        const byLoc = Object.fromEntries((await s.listInstallations()).map((i) => [`${i.kind}:${i.location}`, i.status]));
+        assert.deepEqual(byLoc, { 'endpoint:/srv/a/not-a-file': 'present', 'file:/srv/a/x.pem': 'present', 'file:/srv/a/y.pem': 'missing', 'file:/srv/ab/z.pem': 'present' });
+        assert.equal(await s.markUnseen('file', { under: ['/srv/a'] }, new Set([a]), later(2)), 0, 'already missing');
+      }));
+
+    test('revocation is recorded once; fingerprints are found by prefix', () =>
+      withStore(async (s) => {
+        const c = await testLeaf();
+        const { fingerprint } = await s.recordCertificate(c.der, 'ca', t0);
+        await s.recordCertificate(c.der, 'ca', later(1), { revoked: { at: later(1), reason: 4 } });
+        await s.recordCertificate(c.der, 'ca', later(2), { revoked: { at: later(1), reason: 4 } });
+        assert.deepEqual((await s.getCertificate(fingerprint))?.revoked, { at: later(1), reason: 4 });
+        assert.deepEqual((await s.listEvents({ fingerprint })).map((e) => e.type), ['issued', 'revoked']);
+        assert.deepEqual(await s.findByPrefix(fingerprint.slice(0, 6)), [fingerprint]);
+        assert.deepEqual(await s.findByPrefix('zz'), []);
+        assert.deepEqual(await s.findByPrefix("' or 1=1 --"), []);
+      }));
+
+    test('scans recorded and assessed: a broken chain, a stale certificate after its renewal, a file gone', () =>
+      withStore(async (s) => {
+        const ca = await testCa();
+        const now = new Date();
+        const old = await testLeaf({ ca, names: ['app.test'], notBefore: new Date(now.getTime() - 40 * DAY), notAfter: new Date(now.getTime() + 50 * DAY) });
+        const renewed = await testLeaf({ ca, names: ['app.test'], notBefore: new Date(now.getTime() - 3 * DAY) });
+        const sum = await recordEndpointScan(
+          s,
+          [
+            { target: { host: '127.0.0.1', port: 8443, sni: 'app.test' }, chain: [old.der], authorizationError: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' },
+            { target: { host: '::1', port: 443 }, chain: [], error: { code: 'refused', message: 'connect ECONNREFUSED' } },
+          ],
+          now,
+        );
+        assert.deepEqual(sum, { places: 1, certificates: 1, newCertificates: 1, failed: 1, missing: 0 });
+        const files = await recordFileScan(s, [{ path: '/etc/app/fullchain.pem', certificates: [renewed.der, Buffer.from(ca.cert.rawData)] }], ['/etc/app'], now);
+        assert.deepEqual(files, { places: 2, certificates: 2, newCertificates: 2, failed: 0, missing: 0 });
+        const locations = (await s.listInstallations()).map((i) => i.location).sort();
+        assert.deepEqual(locations, ['/etc/app/fullchain.pem', '/etc/app/fullchain.pem:2', '127.0.0.1:8443']);
+        const { certificates, estate } = await assess(s, now);
+        const oldOne = certificates.find((c) => c.certificate.fingerprint === describeCertificate(old.der).fingerprint)!;
+        assert.deepEqual(oldOne.health.findings.map((f) => f.check).sort(), ['chain-invalid', 'stale-after-renewal']);
+        assert.equal(oldOne.health.level, 'critical');
+        assert.equal(estate.level, 'critical');
+        assert.equal(estate.certificates, 3);
+        // The file loses its CA certificate on the next scan: that place is missing.
+        const again = await recordFileScan(s, [{ path: '/etc/app/fullchain.pem', certificates: [renewed.der] }], ['/etc/app'], new Date(now.getTime() + 1000));
+        assert.equal(again.missing, 1);
+      }));
+  });
+}
+
+contract('SQLite', sqlite);
+if (pgSkip) console.error(`\n!!! ${pgSkip}: PostgreSQL inventory store tests SKIPPED\n`);
+contract('PostgreSQL', postgres, pgSkip);
