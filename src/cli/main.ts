@@ -10,6 +10,7 @@ import { clientErrorExit, registerClientCommands } from './client-commands.js';
 import { registerBenchCommand } from './bench-command.js';
 import { registerDnsCommand } from './dns-command.js';
 import { registerInstallCommand } from './install-command.js';
+import { inventoryErrorExit, registerInventoryCommands } from './inventory-command.js';
 import { registerRenewCommand } from './renew-command.js';
 
 // Heavy modules (the server, its database driver, X.509) load only for the commands that use
@@ -336,9 +337,10 @@ registerRenewCommand(program);
 registerInstallCommand(program);
 registerBenchCommand(program);
 registerDnsCommand(program);
+registerInventoryCommands(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
-  const client = clientErrorExit(e);
+  const client = clientErrorExit(e) ?? inventoryErrorExit(e);
   if (client) {
     process.stderr.write(`anvil: ${client.message}\n`);
     process.exit(client.code);

@@ -94,7 +94,8 @@ export function filePlace(file: string, index: number): Place {
 
 /**
  * Records a file discovery over `roots` (absolute). Every certificate of a file is recorded with
- * its position; certificates previously seen under the roots that are gone are marked missing.
+ * its position; certificates previously seen under the roots that are gone are marked missing,
+ * except under a path reported unreadable (a root or a directory that could not be read now).
  */
 export async function recordFileScan(store: InventoryStore, files: readonly FileSighting[], roots: readonly string[], now: Date): Promise<RecordSummary> {
   const s: RecordSummary = { places: 0, certificates: 0, newCertificates: 0, failed: 0, missing: 0 };
@@ -111,7 +112,9 @@ export async function recordFileScan(store: InventoryStore, files: readonly File
     }
   }
   s.certificates = fingerprints.size;
-  s.missing = await store.markUnseen('file', { under: [...roots] }, seen, now);
+  // What could not be read this time (a root, a directory) is not known to be gone.
+  const unreadable = files.filter((f) => f.error?.code === 'unreadable').map((f) => f.path);
+  s.missing = await store.markUnseen('file', { under: [...roots], exceptUnder: unreadable }, seen, now);
   return s;
 }
 

@@ -221,12 +221,14 @@ export class InventoryStore {
   /**
    * Marks as missing every present installation of `kind` that a complete rescan did not see:
    * those whose location starts with one of `under` (file scans of directories) or is one of
-   * `exactly` (network scans of their targets), and whose id is not in `seen`.
+   * `exactly` (network scans of their targets), but not under one of `exceptUnder` (directories
+   * that could not be read this time), and whose id is not in `seen`.
    */
-  async markUnseen(kind: InstallationKind, scope: { under?: string[]; exactly?: string[] }, seen: ReadonlySet<string>, now: Date): Promise<number> {
+  async markUnseen(kind: InstallationKind, scope: { under?: string[]; exactly?: string[]; exceptUnder?: string[] }, seen: ReadonlySet<string>, now: Date): Promise<number> {
     const rows = await this.db.selectFrom('inv_installations').select(['id', 'location', 'fingerprint']).where('kind', '=', kind).where('status', '=', 'present').execute();
+    const within = (loc: string, u: string) => loc === u || loc.startsWith(u.endsWith('/') ? u : `${u}/`);
     const inScope = (loc: string) =>
-      (scope.exactly ?? []).includes(loc) || (scope.under ?? []).some((u) => loc === u || loc.startsWith(u.endsWith('/') ? u : `${u}/`));
+      ((scope.exactly ?? []).includes(loc) || (scope.under ?? []).some((u) => within(loc, u))) && !(scope.exceptUnder ?? []).some((u) => within(loc, u));
     const gone = rows.filter((r) => !seen.has(r.id) && inScope(r.location));
     for (const r of gone) {
       await this.db.transaction().execute(async (tx) => {

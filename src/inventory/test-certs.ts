@@ -3,6 +3,7 @@
  * names, validity and digest, self-signed or issued by a given CA. Test support only.
  */
 import { webcrypto } from 'node:crypto';
+import { toPem } from '../lib/pem.js';
 import * as x509 from '../lib/x509.js';
 
 export type TestKeyKind = 'ec256' | 'ec384' | 'rsa1024' | 'rsa2048';
@@ -32,18 +33,20 @@ function algOf(kind: TestKeyKind, hash = 'SHA-256'): EcdsaParams | RsaParams {
 let serial = 1;
 const nextSerial = () => (serial++).toString(16).padStart(4, '0');
 
-export async function testCa(name = 'Test Root'): Promise<TestCa> {
+/** A CA: self-signed, or issued by `parent` (an intermediate). */
+export async function testCa(name = 'Test Root', parent?: TestCa): Promise<TestCa> {
   const alg = algOf('ec256');
   const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+  const common = {
     serialNumber: nextSerial(),
-    name: `CN=${name}`,
     notBefore: new Date(Date.now() - 86_400_000),
     notAfter: new Date(Date.now() + 3650 * 86_400_000),
     signingAlgorithm: alg,
-    keys,
     extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true)],
-  });
+  };
+  const cert = parent
+    ? await x509.X509CertificateGenerator.create({ ...common, subject: `CN=${name}`, issuer: parent.cert.subject, publicKey: keys.publicKey, signingKey: parent.keys.privateKey })
+    : await x509.X509CertificateGenerator.createSelfSigned({ ...common, name: `CN=${name}`, keys });
   return { cert, keys, alg: alg as EcdsaParams };
 }
 
@@ -61,7 +64,7 @@ export interface TestLeafOptions {
 }
 
 /** A leaf certificate as DER, and its PEM. */
-export async function testLeaf(o: TestLeafOptions = {}): Promise<{ der: Buffer; pem: string; cert: x509.X509Certificate }> {
+export async function testLeaf(o: TestLeafOptions = {}): Promise<{ der: Buffer; pem: string; keyPem: string; cert: x509.X509Certificate }> {
   const names = o.names ?? ['www.example.test'];
   const hash = o.hash ?? 'SHA-256';
   const alg = algOf(o.key ?? 'ec256', hash);
@@ -86,5 +89,6 @@ export async function testLeaf(o: TestLeafOptions = {}): Promise<{ der: Buffer; 
         extensions,
       })
     : await x509.X509CertificateGenerator.createSelfSigned({ serialNumber: nextSerial(), name: subject, notBefore, notAfter, signingAlgorithm: alg, keys, extensions });
-  return { der: Buffer.from(cert.rawData), pem: cert.toString('pem'), cert };
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  return { der: Buffer.from(cert.rawData), pem: cert.toString('pem'), keyPem: toPem('PRIVATE KEY', pkcs8), cert };
 }

@@ -132,6 +132,9 @@ function contract(name: string, where: () => Promise<InventoryLocation>, skip: s
         const byLoc = Object.fromEntries((await s.listInstallations()).map((i) => [`${i.kind}:${i.location}`, i.status]));
         assert.deepEqual(byLoc, { 'endpoint:/srv/a/not-a-file': 'present', 'file:/srv/a/x.pem': 'present', 'file:/srv/a/y.pem': 'missing', 'file:/srv/ab/z.pem': 'present' });
         assert.equal(await s.markUnseen('file', { under: ['/srv/a'] }, new Set([a]), later(2)), 0, 'already missing');
+        // A directory that could not be read this time: what was under it is not known to be gone.
+        assert.equal(await s.markUnseen('file', { under: ['/srv'], exceptUnder: ['/srv/ab'] }, new Set([a]), later(3)), 0);
+        assert.equal(await s.markUnseen('file', { under: ['/srv'] }, new Set([a]), later(4)), 1);
       }));
 
     test('revocation is recorded once; fingerprints are found by prefix', () =>
