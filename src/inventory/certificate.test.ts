@@ -56,6 +56,15 @@ describe('describeCertificate', () => {
     assert.equal(f.keyBits, 1024);
   });
 
+  test('a leaf with an empty subject (names only in subjectAltName) is read', async () => {
+    const ca = await testCa();
+    const leaf = await testLeaf({ ca, cn: '', names: ['only-san.example.test'] });
+    assert.match(openssl(leaf.pem, 'subject'), /^subject=\s*$/m);
+    const f = describeCertificate(leaf.der);
+    assert.equal(f.subject, '');
+    assert.deepEqual(f.names, ['only-san.example.test']);
+  });
+
   test('bytes that are not a certificate are refused', () => {
     assert.throws(() => describeCertificate(Buffer.from('3003020101', 'hex')));
     assert.throws(() => describeCertificate(Buffer.alloc(0)));

@@ -135,8 +135,9 @@ export function describeCertificate(der: Buffer): CertificateFacts {
   }
   return {
     fingerprint: createHash('sha256').update(der).digest('hex'),
-    subject: x.subject.replaceAll('\n', ', '),
-    issuer: x.issuer.replaceAll('\n', ', '),
+    // An empty name (leaves named only by subjectAltName, as Anvil issues them) reads as ''.
+    subject: (x.subject ?? '').replaceAll('\n', ', '),
+    issuer: (x.issuer ?? '').replaceAll('\n', ', '),
     serial: x.serialNumber.toUpperCase(),
     names,
     keyType,

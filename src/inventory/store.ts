@@ -101,6 +101,45 @@ export class InventoryStore {
     return this.db.transaction().execute((tx) => this.#recordCertificate(tx, facts, der, source, now, extra));
   }
 
+  /**
+   * Records several certificates in one transaction (a sync from the CA: one commit per batch).
+   * Certificates that do not parse are left out and counted in `failed`.
+   */
+  async recordCertificates(
+    items: ReadonlyArray<{ der: Buffer; profile?: string | null; revoked?: { at: Date; reason: number | null } | null }>,
+    source: CertificateSource,
+    now: Date,
+  ): Promise<{ recorded: number; isNew: number; failed: number }> {
+    const parsed: Array<{ f: CertificateFacts; der: Buffer; profile?: string | null; revoked?: { at: Date; reason: number | null } | null }> = [];
+    let failed = 0;
+    for (const it of items) {
+      try {
+        parsed.push({ ...it, f: describeCertificate(it.der) });
+      } catch {
+        failed++;
+      }
+    }
+    let isNew = 0;
+    await this.db.transaction().execute(async (tx) => {
+      for (const p of parsed) if ((await this.#recordCertificate(tx, p.f, p.der, source, now, { profile: p.profile, revoked: p.revoked })).isNew) isNew++;
+    });
+    return { recorded: parsed.length, isNew, failed };
+  }
+
+  async getCursor(source: string): Promise<unknown> {
+    const r = await this.db.selectFrom('inv_sources').select('cursor').where('name', '=', source).executeTakeFirst();
+    return r ? (JSON.parse(r.cursor) as unknown) : null;
+  }
+
+  async setCursor(source: string, cursor: unknown, now: Date): Promise<void> {
+    const value = JSON.stringify(cursor);
+    await this.db
+      .insertInto('inv_sources')
+      .values({ name: source, cursor: value, updated_at: now.getTime() })
+      .onConflict((oc) => oc.column('name').doUpdateSet({ cursor: value, updated_at: now.getTime() }))
+      .execute();
+  }
+
   async #recordCertificate(
     tx: Transaction<Schema>,
     f: CertificateFacts,
@@ -291,8 +330,9 @@ export class InventoryStore {
   }
 
   /** Events of one certificate (or all), oldest first. */
-  async listEvents(filter: { fingerprint?: string; installationId?: string; limit?: number } = {}): Promise<InventoryEvent[]> {
+  async listEvents(filter: { fingerprint?: string; installationId?: string; type?: EventType; limit?: number } = {}): Promise<InventoryEvent[]> {
     let q = this.db.selectFrom('inv_events').selectAll();
+    if (filter.type) q = q.where('type', '=', filter.type);
     if (filter.fingerprint) q = q.where('fingerprint', '=', filter.fingerprint);
     if (filter.installationId) q = q.where('installation_id', '=', filter.installationId);
     const rows = await q.orderBy('id').limit(filter.limit ?? 1000).execute();

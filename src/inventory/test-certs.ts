@@ -75,7 +75,8 @@ export async function testLeaf(o: TestLeafOptions = {}): Promise<{ der: Buffer; 
     new x509.SubjectAlternativeNameExtension([...names.map((value) => ({ type: 'dns' as const, value })), ...(o.ips ?? []).map((value) => ({ type: 'ip' as const, value }))]),
     new x509.BasicConstraintsExtension(false, undefined, true),
   ];
-  const subject = `CN=${o.cn ?? names[0] ?? 'test'}`;
+  // cn '' makes an empty subject (a leaf named only by its subjectAltNames, as Anvil issues them).
+  const subject = o.cn === '' ? '' : `CN=${o.cn ?? names[0] ?? 'test'}`;
   const cert = o.ca
     ? await x509.X509CertificateGenerator.create({
         serialNumber: nextSerial(),

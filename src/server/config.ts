@@ -223,6 +223,14 @@ export const ServerConfigSchema = z
      * one per CPU. 1 runs everything in one process.
      */
     workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default(1),
+    /** The certificate inventory (docs/inventory.md): <dataDir>/inventory.db, or the PostgreSQL database. */
+    inventory: z
+      .object({
+        /** Every this many seconds the server records what the CA issued or revoked since the last time; 0: never. */
+        syncSeconds: z.number().min(0).max(86_400).default(60),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()

@@ -202,6 +202,25 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   }, 60_000);
   purge.unref();
 
+  // The inventory follows the CA in a thread of its own (src/inventory/sources.ts). With --workers,
+  // the first worker runs it; replicas each run one (recording is idempotent).
+  const cluster = await import('node:cluster');
+  const inventorySync =
+    config.inventory.syncSeconds > 0 && (!cluster.default.isWorker || cluster.default.worker?.id === 1)
+      ? await (await import('../inventory/sources.js')).startSyncThread(
+          {
+            store: storeConfigOf(config),
+            inventory: (await import('../inventory/inventory.js')).inventoryLocationOf(config.storage, dataDir),
+            intervalMs: config.inventory.syncSeconds * 1000,
+          },
+          (r) => {
+            if (r.type === 'error') log.warn({ error: r.message }, 'inventory sync failed; it is tried again at the next interval');
+            else if (r.result?.failed) log.warn({ ...r.result }, 'inventory sync: some certificates of the CA could not be read; they are left out of the inventory');
+            else log.debug({ ...r.result }, 'inventory synced from the CA');
+          },
+        )
+      : null;
+
   const directoryUrl = `${baseUrl}/directory`;
   log.info({ directory: directoryUrl, listen: `${config.listen.host}:${port}`, recovered }, 'anvil server started');
 
@@ -216,6 +235,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     close() {
       closing ??= (async () => {
         clearInterval(purge);
+        await inventorySync?.stop();
         await app.close();
         await authority.close();
         await crl?.close();

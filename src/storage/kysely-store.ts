@@ -15,6 +15,7 @@ import type { Database } from './schema.js';
 import type {
   AccountRecord,
   AuthzRecord,
+  CertificateChangeCursor,
   CertificateRecord,
   CertificateSelector,
   ChallengeRecord,
@@ -584,6 +585,20 @@ export class KyselyStoreTx implements StoreTx {
     }
     const r = await q.executeTakeFirst();
     return Number(r.numUpdatedRows ?? 0n);
+  }
+
+  async listCertificateChanges(after: CertificateChangeCursor | null, limit: number): Promise<Array<CertificateRecord & { changedAt: Date }>> {
+    const changed = sql<number>`case when revoked_at is not null and revoked_at > issued_at then revoked_at else issued_at end`;
+    let q = this.db.selectFrom('certificates').selectAll().select(changed.as('changed_at')).where('status', '=', 'issued');
+    if (after) {
+      const t = after.at.getTime();
+      // Each side can use an index (issued_at, revoked_at); the exact order is then the CASE's.
+      q = q
+        .where((eb) => eb.or([eb('issued_at', '>=', t), eb('revoked_at', '>=', t)]))
+        .where((eb) => eb.or([eb(changed, '>', t), eb.and([eb(changed, '=', t), eb('id', '>', after.id)])]));
+    }
+    const rows = await q.orderBy(changed).orderBy('id').limit(limit).execute();
+    return rows.map((r) => ({ ...this.mapCertificate(r), changedAt: new Date(Number(r.changed_at)) }));
   }
 
   async listRevoked(notAfterAfter: Date, limit: number): Promise<RevokedEntry[]> {

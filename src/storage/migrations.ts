@@ -192,6 +192,14 @@ export const MIGRATIONS: readonly Migration[] = [
         .execute();
     },
   },
+  {
+    version: 5,
+    name: 'certificates by issuance and revocation time (the inventory follows the CA)',
+    async up(db) {
+      await db.schema.createIndex('certificates_issued_at').on('certificates').columns(['issued_at', 'id']).execute();
+      await db.schema.createIndex('certificates_revoked_at').on('certificates').columns(['revoked_at']).where('revoked_at', 'is not', null).execute();
+    },
+  },
 ];
 
 /** The tables of `anvil dns` (src/storage/dns-store.ts), migrated with `migrate(db, DNS_MIGRATIONS, 'dns_schema_migrations')`. */
@@ -229,7 +237,7 @@ export const DNS_MIGRATIONS: readonly Migration[] = [
 export const INVENTORY_MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
-    name: 'certificates, installations and events',
+    name: 'certificates, installations, events and source cursors',
     async up(db) {
       const s = db.schema;
       await s
@@ -289,6 +297,13 @@ export const INVENTORY_MIGRATIONS: readonly Migration[] = [
         .execute();
       await s.createIndex('inv_events_fingerprint').on('inv_events').columns(['fingerprint', 'id']).execute();
       await s.createIndex('inv_events_installation').on('inv_events').columns(['installation_id', 'id']).execute();
+      // Where each automatic source (the CA's database, a lineage store) was read up to.
+      await s
+        .createTable('inv_sources')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('cursor', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
     },
   },
 ];

@@ -212,6 +212,13 @@ export interface InvEventsTable {
   detail: string;
 }
 
+export interface InvSourcesTable {
+  name: string;
+  /** JSON: the source's own position. */
+  cursor: string;
+  updated_at: number;
+}
+
 export interface Database {
   accounts: AccountsTable;
   orders: OrdersTable;
@@ -232,6 +239,7 @@ export interface Database {
   inv_certificates: InvCertificatesTable;
   inv_installations: InvInstallationsTable;
   inv_events: InvEventsTable;
+  inv_sources: InvSourcesTable;
   /** The inventory tables' own migration ledger (INVENTORY_MIGRATIONS). */
   inventory_schema_migrations: SchemaMigrationsTable;
 }

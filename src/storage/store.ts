@@ -114,6 +114,12 @@ export interface CertificateRecord {
   renewalWindow: { start: Date; end: Date } | null;
 }
 
+/** A position in listCertificateChanges. */
+export interface CertificateChangeCursor {
+  at: Date;
+  id: string;
+}
+
 /** A revoked certificate, as a CRL entry needs it. */
 export interface RevokedEntry {
   serial: string;
@@ -247,6 +253,12 @@ export interface StoreTx {
   setRenewalWindow(selector: CertificateSelector, window: { start: Date; end: Date }, now: Date): Promise<number>;
   /** Revoked certificates still unexpired at `notAfterAfter` (a CRL's entries), by serial; at most `limit`. */
   listRevoked(notAfterAfter: Date, limit: number): Promise<RevokedEntry[]>;
+  /**
+   * Issued certificates in the order of their last change (issuance, or revocation if later):
+   * those changed after `after` (at a later time, or at the same time with a greater id), at most
+   * `limit`; null: from the first. How the inventory follows the CA (src/inventory/sources.ts).
+   */
+  listCertificateChanges(after: CertificateChangeCursor | null, limit: number): Promise<Array<CertificateRecord & { changedAt: Date }>>;
 
   getCrl(issuer: string): Promise<CrlRecord | null>;
   /**

@@ -185,3 +185,68 @@ function contract(name: string, where: () => Promise<InventoryLocation>, skip: s
 contract('SQLite', sqlite);
 if (pgSkip) console.error(`\n!!! ${pgSkip}: PostgreSQL inventory store tests SKIPPED\n`);
 contract('PostgreSQL', postgres, pgSkip);
+
+describe('syncFromCa: the inventory follows the CA database', () => {
+  test('in batches, from a saved cursor, re-reading only a short window; revocations later; unreadable DER counted', async () => {
+    const { openStore } = await import('../../src/storage/index.js');
+    const { syncFromCa, CA_REREAD_MS } = await import('../../src/inventory/sources.js');
+    const { account, order } = await import('./store-contract.js');
+    const d = await mkdtemp(path.join(os.tmpdir(), 'anvil-inv-sync-'));
+    dirs.push(d);
+    const ca = await openStore({ type: 'sqlite', path: path.join(d, 'anvil.db') });
+    const inv = await openInventory({ type: 'sqlite', path: path.join(d, 'inventory.db') });
+    try {
+      const acct = account();
+      await ca.createAccount(acct);
+      const base = Date.now() - 3_600_000;
+      let n = 0;
+      const issue = async (der: Buffer, issuedAt: number) => {
+        const ord = order(acct.id, []);
+        await ca.createOrder(ord);
+        const id = `c${String(++n).padStart(4, '0')}`;
+        await ca.createCertificate({
+          id, serial: `s${n}`, accountId: acct.id, orderId: ord.id, status: 'issued', identifiers: [], notBefore: new Date(base), notAfter: new Date(base + 90 * DAY),
+          plan: {}, der, chainPem: null, issuedAt: new Date(issuedAt), revokedAt: null, revocationReason: null, createdAt: new Date(issuedAt), profile: 'tlsserver', replacesId: null, renewalWindow: null,
+        });
+        return id;
+      };
+      const leaves = await Promise.all(Array.from({ length: 7 }, (_, i) => testLeaf({ names: [`n${i}.test`] })));
+      const ids: string[] = [];
+      for (const [i, l] of leaves.entries()) ids.push(await issue(l.der, base + i * 1000));
+      await issue(Buffer.from('not a certificate'), base + 7000);
+
+      const first = await syncFromCa(inv, ca, new Date(), { batch: 3 });
+      assert.deepEqual(first, { read: 8, added: 7, failed: 1, more: false });
+      assert.equal(await inv.countCertificates(), 7);
+      assert.equal((await inv.getCertificate(describeCertificate(leaves[0]!.der).fingerprint))?.profile, 'tlsserver');
+      assert.deepEqual(await inv.getCursor('ca'), { at: base + 7000, id: `c0008` });
+
+      // Nothing new: only the re-read window (the last 30 s of changes) is read again.
+      const again = await syncFromCa(inv, ca, new Date(), { batch: 3 });
+      assert.equal(again.added, 0);
+      assert.ok(again.read <= Math.ceil(CA_REREAD_MS / 1000) + 1, `read ${again.read}`);
+
+      // A revocation now is a change after the cursor: the certificate is revoked in the inventory.
+      await ca.updateCertificate(ids[0]!, { revokedAt: new Date(), revocationReason: 1 });
+      const rev = await syncFromCa(inv, ca, new Date(), { batch: 3 });
+      assert.equal(rev.added, 0);
+      const c = await inv.getCertificate(describeCertificate(leaves[0]!.der).fingerprint);
+      assert.equal(c?.revoked?.reason, 1);
+
+      // A cap stops a long catch-up and says there is more.
+      const fresh = await openInventory({ type: 'sqlite', path: path.join(d, 'inventory2.db') });
+      try {
+        const capped = await syncFromCa(fresh, ca, new Date(), { batch: 2, maxCertificates: 4 });
+        assert.equal(capped.more, true);
+        assert.equal(capped.read, 4);
+        const rest = await syncFromCa(fresh, ca, new Date(), { batch: 2 });
+        assert.equal(await fresh.countCertificates(), 7, `after ${JSON.stringify(rest)}`);
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await inv.close();
+      await ca.close();
+    }
+  });
+});

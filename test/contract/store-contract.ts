@@ -443,6 +443,38 @@ export function runStoreContract(name: string, open: () => Promise<Store>, opts:
       assert.ok(!entries.some((e) => e.serial === old.serial));
     });
 
+    test('certificate changes are listed in order of issuance or later revocation, after a cursor', async () => {
+      // Far in the future of the other tests' certificates, which share this store.
+      const far = (ms: number) => at(1e12 + ms);
+      const a = account();
+      await s.createAccount(a);
+      const mk = async (o: Partial<CertificateRecord>) => {
+        const ord = order(a.id, []);
+        await s.createOrder(ord);
+        const c = certificate(a.id, ord.id, { status: 'issued', der: Buffer.from(`der of ${ord.id}`), ...o });
+        await s.createCertificate(c);
+        return c;
+      };
+      const first = await mk({ issuedAt: far(10) });
+      const revokedLater = await mk({ issuedAt: far(20), revokedAt: far(50), revocationReason: 4 });
+      const sameTimeA = await mk({ issuedAt: far(30) });
+      const sameTimeB = await mk({ issuedAt: far(30) });
+      const pendingOrd = order(a.id, []);
+      await s.createOrder(pendingOrd);
+      await s.createCertificate(certificate(a.id, pendingOrd.id, { status: 'pending', issuedAt: null }));
+      const start = { at: far(0), id: '' };
+      const all = await s.listCertificateChanges(start, 100);
+      const tied = [sameTimeA.id, sameTimeB.id].sort();
+      assert.deepEqual(all.map((c) => c.id), [first.id, ...tied, revokedLater.id], 'ordered by change time, then id; pending left out');
+      assert.deepEqual(all.map((c) => c.changedAt.getTime()), [far(10), far(30), far(30), far(50)].map((d) => d.getTime()));
+      assert.ok(all[0]!.der?.equals(first.der!));
+      // Paging: after the first of two tied rows comes the second, then the revocation.
+      const page = await s.listCertificateChanges({ at: far(30), id: tied[0]! }, 2);
+      assert.deepEqual(page.map((c) => c.id), [tied[1], revokedLater.id]);
+      assert.deepEqual(await s.listCertificateChanges({ at: far(50), id: revokedLater.id }, 10), []);
+      assert.equal((await s.listCertificateChanges(null, 1)).length, 1);
+    });
+
     test('CRLs are stored with compare-and-set on their number', async () => {
       const issuer = id('issuer');
       assert.equal(await s.getCrl(issuer), null);

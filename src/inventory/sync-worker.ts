@@ -1,0 +1,44 @@
+/**
+ * The inventory sync thread (started by startSyncThread in sources.ts): opens the CA's store and
+ * the inventory, syncs, waits `intervalMs`, and again, until told to stop. Never throws: a failed
+ * sync is reported and tried again at the next interval.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { openStore } from '../storage/index.js';
+import { openInventory } from './inventory.js';
+import { syncFromCa, type SyncThreadConfig, type SyncThreadReport } from './sources.js';
+
+const config = workerData as SyncThreadConfig;
+let stopping = false;
+let wake: (() => void) | null = null;
+parentPort!.on('message', (m) => {
+  if (m === 'stop') {
+    stopping = true;
+    wake?.();
+  }
+});
+const report = (r: SyncThreadReport) => parentPort!.postMessage(r);
+
+const ca = await openStore(config.store);
+const inv = await openInventory(config.inventory);
+try {
+  while (!stopping) {
+    try {
+      let r;
+      do {
+        r = await syncFromCa(inv, ca, new Date(), { maxCertificates: 20_000 });
+        if (r.read) report({ type: 'synced', result: r });
+      } while (r.more && !stopping);
+    } catch (e) {
+      report({ type: 'error', message: (e as Error).message });
+    }
+    if (stopping) break;
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+      setTimeout(resolve, config.intervalMs);
+    });
+  }
+} finally {
+  await inv.close().catch(() => {});
+  await ca.close().catch(() => {});
+}
