@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { describe, test } from 'node:test';
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
 import { describeCertificate, weakDigestOf } from './certificate.js';
 import { testCa, testLeaf } from './test-certs.js';
 import { knownWeakModulus } from './weak-keys.js';
@@ -69,6 +72,59 @@ describe('describeCertificate', () => {
     assert.throws(() => describeCertificate(Buffer.from('3003020101', 'hex')));
     assert.throws(() => describeCertificate(Buffer.alloc(0)));
   });
+});
+
+/** The reading node:crypto's X509Certificate (OpenSSL) gives, for the fields the DER walk reads itself. */
+function reference(der: Buffer) {
+  const x = new X509Certificate(der);
+  const d = x.publicKey.asymmetricKeyDetails ?? {};
+  const type = x.publicKey.asymmetricKeyType;
+  return {
+    subject: (x.subject ?? '').replaceAll('\n', ', '),
+    issuer: (x.issuer ?? '').replaceAll('\n', ', '),
+    serial: x.serialNumber.toUpperCase(),
+    keyType: type === 'rsa-pss' ? 'rsa' : type,
+    keyBits: type === 'ec' || type === 'ed25519' || type === 'ed448' ? undefined : d.modulusLength,
+    keyDetail: type === 'ec' ? d.namedCurve : type === 'rsa' ? String(d.publicExponent) : null,
+    isCa: x.ca,
+    notAfter: new Date(x.validTo).getTime(),
+  };
+}
+
+describe('describeCertificate against X509Certificate and openssl', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'anvil-describe-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const cases: Array<[string, string[], string]> = [
+    ['EC P-256, a plain name', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], '/CN=plain.example'],
+    ['EC P-384, several attributes', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384'], '/C=DE/ST=Berlin/L=Berlin/O=Acme GmbH/OU=Ops/CN=multi.example/emailAddress=ops@multi.example'],
+    ['EC P-521', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-521'], '/CN=p521.example'],
+    ['RSA 3072 with a comma, a plus and UTF-8 in the name', ['-newkey', 'rsa:3072'], '/O=Acme\\, Inc. + Sons/CN=\u00e9t\u00e9.example'],
+    ['RSA 1024, SHA-1', ['-newkey', 'rsa:1024', '-sha1'], '/CN=old.example'],
+    ['Ed25519', ['-newkey', 'ed25519'], '/CN=ed.example'],
+    ['a multi-valued RDN', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-multivalue-rdn'], '/CN=mv.example+serialNumber=42'],
+  ];
+  for (const [name, keyArgs, subj] of cases) {
+    test(name, () => {
+      const out = path.join(dir, `${name.replace(/\W+/g, '-')}.pem`);
+      execFileSync('openssl', ['req', '-x509', '-nodes', '-days', '30', ...keyArgs, '-subj', subj, '-utf8', '-keyout', path.join(dir, 'k.pem'), '-out', out, '-addext', 'subjectAltName=DNS:san.example,IP:10.0.0.1']);
+      const pem = readFileSync(out, 'utf8');
+      const der = execFileSync('openssl', ['x509', '-outform', 'DER', '-in', out]);
+      const f = describeCertificate(der);
+      const r = reference(der);
+      assert.equal(f.subject, r.subject);
+      assert.equal(f.issuer, r.issuer);
+      assert.equal(f.serial, r.serial);
+      assert.equal(f.keyType, r.keyType);
+      if (r.keyBits !== undefined) assert.equal(f.keyBits, r.keyBits);
+      if (r.keyDetail !== null) assert.equal(f.keyDetail, r.keyDetail);
+      assert.equal(f.isCa, r.isCa);
+      assert.equal(f.notAfter.getTime(), r.notAfter);
+      assert.equal(f.selfSigned, true);
+      assert.deepEqual(f.names, ['san.example', '10.0.0.1']);
+      assert.match(openssl(pem, 'text'), new RegExp(`Signature Algorithm: ${f.signatureAlgorithm.replace('ED25519', 'ED25519')}`, 'i'));
+      if (f.keyType === 'rsa') assert.match(openssl(pem, 'text'), new RegExp(`Public-Key: \\(${f.keyBits} bit\\)`));
+    });
+  }
 });
 
 describe('knownWeakModulus (ROCA, CVE-2017-15361)', () => {

@@ -1,12 +1,12 @@
 /**
  * Automatic sources of the inventory.
  *
- * The CA's database: every certificate the CA issued, with its profile, and its revocation. It is
- * read in the order of each certificate's last change, from a cursor kept in the inventory
+ * The CA's database: every certificate the CA issued, with its profile, and its revocation. Both
+ * are read in the order of their time (issuance, revocation), from cursors kept in the inventory
  * (inv_sources). Each read starts a little before the cursor, because replicas stamp issuances
- * with their own clocks; recording is idempotent, so reading something twice costs only time.
+ * with their own clocks; a certificate read again is only hashed and found known.
  */
-import type { CertificateChangeCursor, CertificateRecord, Store } from '../storage/store.js';
+import type { CertificateChangeCursor, Store } from '../storage/store.js';
 import type { InventoryStore } from './store.js';
 
 export const CA_SOURCE = 'ca';
@@ -25,37 +25,45 @@ export interface SyncResult {
 }
 
 type ChangeSource = Pick<Store, 'listCertificateChanges'>;
+type Saved = { at: number; id: string };
 
-/** Reads what the CA issued or revoked since the last sync; at most `maxCertificates` per call. */
+/**
+ * Reads what the CA issued, then what it revoked, since the last sync: two cursors, each following
+ * an index of the CA's table. At most `maxCertificates` rows per call (then `more` is true).
+ */
 export async function syncFromCa(inv: InventoryStore, ca: ChangeSource, now: Date, opts: { batch?: number; maxCertificates?: number } = {}): Promise<SyncResult> {
   const batch = opts.batch ?? 500;
   const max = opts.maxCertificates ?? 100_000;
-  const saved = (await inv.getCursor(CA_SOURCE)) as { at: number; id: string } | null;
-  let cursor: CertificateChangeCursor | null = saved ? { at: new Date(saved.at - CA_REREAD_MS), id: '' } : null;
+  const saved = ((await inv.getCursor(CA_SOURCE)) ?? {}) as { issued?: Saved; revoked?: Saved };
   const r: SyncResult = { read: 0, added: 0, failed: 0, more: false };
-  let last: CertificateChangeCursor | null = saved ? { at: new Date(saved.at), id: saved.id } : null;
-  for (;;) {
-    const rows = await ca.listCertificateChanges(cursor, batch);
-    if (rows.length === 0) break;
-    const items = rows.filter((c): c is CertificateRecord & { changedAt: Date; der: Buffer } => c.der !== null);
-    const res = await inv.recordCertificates(
-      items.map((c) => ({ der: c.der, profile: c.profile, revoked: c.revokedAt ? { at: c.revokedAt, reason: c.revocationReason } : null })),
-      'ca',
-      now,
-    );
-    r.read += rows.length;
-    r.added += res.isNew;
-    r.failed += res.failed + (rows.length - items.length);
-    const end = rows[rows.length - 1]!;
-    cursor = { at: end.changedAt, id: end.id };
-    if (!last || end.changedAt.getTime() > last.at.getTime() || (end.changedAt.getTime() === last.at.getTime() && end.id > last.id)) last = cursor;
-    if (rows.length < batch) break;
-    if (r.read >= max) {
-      r.more = true;
-      break;
+  const next: { issued?: Saved; revoked?: Saved } = { ...saved };
+  for (const kind of ['issued', 'revoked'] as const) {
+    const from = saved[kind];
+    let cursor: CertificateChangeCursor | null = from ? { at: new Date(from.at - CA_REREAD_MS), id: '' } : null;
+    for (;;) {
+      if (r.read >= max) {
+        r.more = true;
+        break;
+      }
+      const rows = await ca.listCertificateChanges(kind, cursor, Math.min(batch, max - r.read));
+      if (rows.length === 0) break;
+      const res = await inv.recordCertificates(
+        rows.map((c) => ({ der: c.der, profile: c.profile, revoked: c.revokedAt ? { at: c.revokedAt, reason: c.revocationReason } : null })),
+        'ca',
+        now,
+      );
+      r.read += rows.length;
+      r.added += res.isNew;
+      r.failed += res.failed;
+      const end = rows[rows.length - 1]!;
+      cursor = { at: end.at, id: end.id };
+      const prev = next[kind];
+      if (!prev || end.at.getTime() > prev.at || (end.at.getTime() === prev.at && end.id > prev.id)) next[kind] = { at: end.at.getTime(), id: end.id };
+      if (rows.length < Math.min(batch, max)) break;
     }
+    if (r.more) break;
   }
-  if (last) await inv.setCursor(CA_SOURCE, { at: last.at.getTime(), id: last.id }, now);
+  await inv.setCursor(CA_SOURCE, next, now);
   return r;
 }
 
@@ -80,18 +88,32 @@ export interface SyncThreadReport {
  */
 export async function startSyncThread(config: SyncThreadConfig, onReport: (r: SyncThreadReport) => void): Promise<{ stop(): Promise<void> }> {
   const { Worker } = await import('node:worker_threads');
-  // Under tsx (tests) this module is a .ts file and so is its worker; from dist, both are .js.
-  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-  const worker = new Worker(new URL(`./sync-worker${ext}`, import.meta.url), { workerData: config, execArgv: process.execArgv });
+  let worker;
+  if (import.meta.url.endsWith('.ts')) {
+    // Under tsx (tests, development): Node 20 does not give workers tsx's loader, so the worker
+    // registers it itself before it imports its module.
+    const target = new URL('./sync-worker.ts', import.meta.url).href;
+    const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(target)}); })`;
+    worker = new Worker(boot, { eval: true, workerData: config });
+  } else {
+    worker = new Worker(new URL('./sync-worker.js', import.meta.url), { workerData: config });
+  }
+  let exited = false;
+  const exit = new Promise<void>((resolve) =>
+    worker.once('exit', () => {
+      exited = true;
+      resolve();
+    }),
+  );
   worker.on('message', (m: SyncThreadReport) => onReport(m));
   worker.on('error', (e) => onReport({ type: 'error', message: e.message }));
   worker.unref();
   return {
     async stop() {
+      if (exited) return;
       worker.postMessage('stop');
-      const done = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
       const timer = setTimeout(() => void worker.terminate(), 10_000);
-      await done;
+      await exit;
       clearTimeout(timer);
     },
   };

@@ -77,6 +77,40 @@ export function namesKey(names: readonly string[]): string {
   return [...new Set(names)].sort().join(' ');
 }
 
+function certificateRow(
+  f: CertificateFacts,
+  der: Buffer,
+  source: CertificateSource,
+  extra: { profile?: string | null; revoked?: { at: Date; reason: number | null } | null },
+  t: number,
+): InvCertificatesTable {
+  return {
+    fingerprint: f.fingerprint,
+    subject: f.subject,
+    issuer: f.issuer,
+    serial: f.serial,
+    names: JSON.stringify(f.names),
+    names_key: namesKey(f.names),
+    key_type: f.keyType,
+    key_bits: f.keyBits,
+    key_detail: f.keyDetail,
+    spki_sha256: f.spkiSha256,
+    signature_algorithm: f.signatureAlgorithm,
+    not_before: f.notBefore.getTime(),
+    not_after: f.notAfter.getTime(),
+    is_ca: f.isCa ? 1 : 0,
+    self_signed: f.selfSigned ? 1 : 0,
+    known_weak_key: f.knownWeakKey,
+    der,
+    source,
+    profile: extra.profile ?? null,
+    revoked_at: extra.revoked ? extra.revoked.at.getTime() : null,
+    revocation_reason: extra.revoked ? extra.revoked.reason : null,
+    first_seen: t,
+    last_seen: t,
+  };
+}
+
 export class InventoryStore {
   /** Orders the events of one process within a millisecond (see #eventId). */
   #seq = 0;
@@ -103,6 +137,8 @@ export class InventoryStore {
 
   /**
    * Records several certificates in one transaction (a sync from the CA: one commit per batch).
+   * Certificates the inventory already holds are not parsed again: only a revocation it does not
+   * know yet is recorded for them (a sync reads some certificates twice, see sources.ts).
    * Certificates that do not parse are left out and counted in `failed`.
    */
   async recordCertificates(
@@ -110,20 +146,41 @@ export class InventoryStore {
     source: CertificateSource,
     now: Date,
   ): Promise<{ recorded: number; isNew: number; failed: number }> {
-    const parsed: Array<{ f: CertificateFacts; der: Buffer; profile?: string | null; revoked?: { at: Date; reason: number | null } | null }> = [];
+    const withFp = items.map((it) => ({ ...it, fingerprint: createHash('sha256').update(it.der).digest('hex') }));
+    const known = new Map<string, number | null>();
+    for (let i = 0; i < withFp.length; i += 500) {
+      const fps = withFp.slice(i, i + 500).map((x) => x.fingerprint);
+      const rows = await this.db.selectFrom('inv_certificates').select(['fingerprint', 'revoked_at']).where('fingerprint', 'in', fps).execute();
+      for (const r of rows) known.set(r.fingerprint, r.revoked_at === null ? null : Number(r.revoked_at));
+    }
+    const work: Array<{ f: CertificateFacts | null; der: Buffer; profile?: string | null; revoked?: { at: Date; reason: number | null } | null }> = [];
     let failed = 0;
-    for (const it of items) {
+    for (const it of withFp) {
+      if (known.has(it.fingerprint)) {
+        // Only news matters for a certificate already recorded: its revocation.
+        if (it.revoked && known.get(it.fingerprint) === null) work.push({ ...it, f: null });
+        continue;
+      }
       try {
-        parsed.push({ ...it, f: describeCertificate(it.der) });
+        work.push({ ...it, f: describeCertificate(it.der) });
       } catch {
         failed++;
       }
     }
-    let isNew = 0;
-    await this.db.transaction().execute(async (tx) => {
-      for (const p of parsed) if ((await this.#recordCertificate(tx, p.f, p.der, source, now, { profile: p.profile, revoked: p.revoked })).isNew) isNew++;
-    });
-    return { recorded: parsed.length, isNew, failed };
+    const fresh = new Map<string, { f: CertificateFacts; der: Buffer; profile?: string | null; revoked?: { at: Date; reason: number | null } | null }>();
+    const revokeOnly: typeof work = [];
+    for (const w of work) {
+      if (w.f) fresh.set(w.f.fingerprint, { ...w, f: w.f });
+      else revokeOnly.push(w);
+    }
+    if (work.length) {
+      await this.db.transaction().execute(async (tx) => {
+        for (const w of revokeOnly) await this.#recordCertificate(tx, describeCertificate(w.der), w.der, source, now, { revoked: w.revoked });
+        if (fresh.size) await this.#insertNew(tx, [...fresh.values()], source, now);
+      });
+    }
+    const isNew = fresh.size;
+    return { recorded: withFp.length - failed, isNew, failed };
   }
 
   async getCursor(source: string): Promise<unknown> {
@@ -138,6 +195,40 @@ export class InventoryStore {
       .values({ name: source, cursor: value, updated_at: now.getTime() })
       .onConflict((oc) => oc.column('name').doUpdateSet({ cursor: value, updated_at: now.getTime() }))
       .execute();
+  }
+
+  /**
+   * Inserts certificates the inventory does not hold, several rows per statement, with their
+   * events: `renewed` when an older certificate for the same names exists (in the inventory or
+   * earlier in the batch), else `issued` (from the CA) or `discovered`.
+   */
+  async #insertNew(
+    tx: Transaction<Schema>,
+    items: Array<{ f: CertificateFacts; der: Buffer; profile?: string | null; revoked?: { at: Date; reason: number | null } | null }>,
+    source: CertificateSource,
+    now: Date,
+  ): Promise<void> {
+    const t = now.getTime();
+    const rows = items.map((it) => certificateRow(it.f, it.der, source, it, t));
+    // Older certificates for the same names: in the inventory, and in this batch.
+    const byKey = new Map<string, Array<{ fingerprint: string; notBefore: number }>>();
+    const keys = [...new Set(rows.map((r) => r.names_key).filter((k) => k !== ''))];
+    for (let i = 0; i < keys.length; i += 500) {
+      const found = await tx.selectFrom('inv_certificates').select(['fingerprint', 'names_key', 'not_before']).where('names_key', 'in', keys.slice(i, i + 500)).execute();
+      for (const r of found) byKey.set(r.names_key, [...(byKey.get(r.names_key) ?? []), { fingerprint: r.fingerprint, notBefore: Number(r.not_before) }]);
+    }
+    for (const r of rows) if (r.names_key) byKey.set(r.names_key, [...(byKey.get(r.names_key) ?? []), { fingerprint: r.fingerprint, notBefore: r.not_before }]);
+    // 23 columns a row: 40 rows stay far below SQLite's and PostgreSQL's limits on parameters.
+    for (let i = 0; i < rows.length; i += 40) await tx.insertInto('inv_certificates').values(rows.slice(i, i + 40)).execute();
+    const events: Schema['inv_events'][] = [];
+    for (const [i, r] of rows.entries()) {
+      const previous = (byKey.get(r.names_key) ?? []).filter((c) => c.notBefore < r.not_before).sort((a, b) => b.notBefore - a.notBefore)[0];
+      const type: EventType = previous ? 'renewed' : source === 'ca' ? 'issued' : 'discovered';
+      events.push(this.#eventRow(now, type, r.fingerprint, null, { source, ...(previous ? { previous: previous.fingerprint } : {}) }));
+      const revoked = items[i]!.revoked;
+      if (revoked) events.push(this.#eventRow(now, 'revoked', r.fingerprint, null, { reason: revoked.reason }));
+    }
+    for (let i = 0; i < events.length; i += 100) await tx.insertInto('inv_events').values(events.slice(i, i + 100)).execute();
   }
 
   async #recordCertificate(
@@ -162,34 +253,7 @@ export class InventoryStore {
       return { fingerprint: f.fingerprint, isNew: false };
     }
     const key = namesKey(f.names);
-    await tx
-      .insertInto('inv_certificates')
-      .values({
-        fingerprint: f.fingerprint,
-        subject: f.subject,
-        issuer: f.issuer,
-        serial: f.serial,
-        names: JSON.stringify(f.names),
-        names_key: key,
-        key_type: f.keyType,
-        key_bits: f.keyBits,
-        key_detail: f.keyDetail,
-        spki_sha256: f.spkiSha256,
-        signature_algorithm: f.signatureAlgorithm,
-        not_before: f.notBefore.getTime(),
-        not_after: f.notAfter.getTime(),
-        is_ca: f.isCa ? 1 : 0,
-        self_signed: f.selfSigned ? 1 : 0,
-        known_weak_key: f.knownWeakKey,
-        der,
-        source,
-        profile: extra.profile ?? null,
-        revoked_at: extra.revoked ? extra.revoked.at.getTime() : null,
-        revocation_reason: extra.revoked ? extra.revoked.reason : null,
-        first_seen: t,
-        last_seen: t,
-      })
-      .execute();
+    await tx.insertInto('inv_certificates').values(certificateRow(f, der, source, extra, t)).execute();
     // A renewal: an older certificate for the same names (not a CA certificate, whose names are empty).
     const previous = key
       ? await tx
@@ -283,10 +347,11 @@ export class InventoryStore {
   }
 
   async #event(db: Kysely<Schema>, now: Date, type: EventType, fingerprint: string | null, installation: string | null, detail: Record<string, unknown>): Promise<void> {
-    await db
-      .insertInto('inv_events')
-      .values({ id: this.#eventId(now), at: now.getTime(), type, fingerprint, installation_id: installation, detail: JSON.stringify(detail) })
-      .execute();
+    await db.insertInto('inv_events').values(this.#eventRow(now, type, fingerprint, installation, detail)).execute();
+  }
+
+  #eventRow(now: Date, type: EventType, fingerprint: string | null, installation: string | null, detail: Record<string, unknown>): Schema['inv_events'] {
+    return { id: this.#eventId(now), at: now.getTime(), type, fingerprint, installation_id: installation, detail: JSON.stringify(detail) };
   }
 
   /**

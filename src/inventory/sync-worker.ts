@@ -19,11 +19,14 @@ parentPort!.on('message', (m) => {
 });
 const report = (r: SyncThreadReport) => parentPort!.postMessage(r);
 
-const ca = await openStore(config.store);
-const inv = await openInventory(config.inventory);
+let ca: Awaited<ReturnType<typeof openStore>> | null = null;
+let inv: Awaited<ReturnType<typeof openInventory>> | null = null;
 try {
   while (!stopping) {
     try {
+      // Opened on first use, and again after a failure to open (a database not reachable yet).
+      ca ??= await openStore(config.store);
+      inv ??= await openInventory(config.inventory);
       let r;
       do {
         r = await syncFromCa(inv, ca, new Date(), { maxCertificates: 20_000 });
@@ -39,6 +42,8 @@ try {
     });
   }
 } finally {
-  await inv.close().catch(() => {});
-  await ca.close().catch(() => {});
+  await inv?.close().catch(() => {});
+  await ca?.close().catch(() => {});
+  // The message listener would keep the thread alive; in a worker this ends only the thread.
+  process.exit(0);
 }

@@ -3,9 +3,10 @@
  * a few microseconds, against about 160 µs for an X509Certificate parse on OpenSSL 3. Used where
  * many certificates pass (the load generator's check of every download, the inventory).
  */
-import { bytesOf, childrenOf, contentOf, DerError, oidText, readTlv, timeOf } from './der.js';
+import { booleanOf, bytesOf, childrenOf, contentOf, DerError, oidText, readTlv, timeOf } from './der.js';
 
 const OID_SUBJECT_ALT_NAME = '2.5.29.17';
+const OID_BASIC_CONSTRAINTS = '2.5.29.19';
 
 /** The parts of a certificate the check needs, as byte ranges of its DER. */
 export interface CertParts {
@@ -19,6 +20,10 @@ export interface CertParts {
   names: string[];
   signatureOid: string;
   signature: Buffer;
+  /** The serialNumber INTEGER's content octets (two's complement, as encoded). */
+  serial: Buffer;
+  /** basicConstraints cA (RFC 5280 §4.2.1.9); false without the extension. */
+  isCa: boolean;
 }
 
 /** Walks an X.509 certificate (RFC 5280 §4.1); throws DerError when it does not have that shape. */
@@ -37,13 +42,25 @@ export function certParts(der: Buffer): CertParts {
   if (!issuer || !validity || !subject || !spki || validity.tag !== 0x30 || spki.tag !== 0x30) throw new DerError('not a TBSCertificate');
   const [nb, na] = childrenOf(der, validity);
   if (!nb || !na) throw new DerError('bad validity');
+  const serialT = f[at];
+  if (!serialT || serialT.tag !== 0x02) throw new DerError('bad serialNumber');
   const names: string[] = [];
+  let isCa = false;
   const extsWrapper = f.slice(at + 6).find((t) => t.tag === 0xa3);
   if (extsWrapper) {
     const [exts] = childrenOf(der, extsWrapper);
     for (const ext of exts ? childrenOf(der, exts) : []) {
       const parts = childrenOf(der, ext);
-      if (parts[0]?.tag !== 0x06 || oidText(contentOf(der, parts[0])) !== OID_SUBJECT_ALT_NAME) continue;
+      if (parts[0]?.tag !== 0x06) continue;
+      const extOid = oidText(contentOf(der, parts[0]));
+      if (extOid === OID_BASIC_CONSTRAINTS) {
+        const v = parts[parts.length - 1]!;
+        const bc = readTlv(der, v.contentStart, v.end);
+        const first = childrenOf(der, bc)[0];
+        isCa = first?.tag === 0x01 ? booleanOf(der, first) : false;
+        continue;
+      }
+      if (extOid !== OID_SUBJECT_ALT_NAME) continue;
       const value = parts[parts.length - 1]!;
       const general = readTlv(der, value.contentStart, value.end);
       for (const n of childrenOf(der, general)) {
@@ -66,5 +83,7 @@ export function certParts(der: Buffer): CertParts {
     signatureOid: oidText(contentOf(der, algOid)),
     // The BIT STRING's first octet counts unused bits (0 for signatures).
     signature: der.subarray(sigT.contentStart + 1, sigT.end),
+    serial: contentOf(der, serialT),
+    isCa,
   };
 }

@@ -15,6 +15,7 @@ import type { Database } from './schema.js';
 import type {
   AccountRecord,
   AuthzRecord,
+  CertificateChange,
   CertificateChangeCursor,
   CertificateRecord,
   CertificateSelector,
@@ -587,18 +588,30 @@ export class KyselyStoreTx implements StoreTx {
     return Number(r.numUpdatedRows ?? 0n);
   }
 
-  async listCertificateChanges(after: CertificateChangeCursor | null, limit: number): Promise<Array<CertificateRecord & { changedAt: Date }>> {
-    const changed = sql<number>`case when revoked_at is not null and revoked_at > issued_at then revoked_at else issued_at end`;
-    let q = this.db.selectFrom('certificates').selectAll().select(changed.as('changed_at')).where('status', '=', 'issued');
+  async listCertificateChanges(kind: 'issued' | 'revoked', after: CertificateChangeCursor | null, limit: number): Promise<CertificateChange[]> {
+    const col = kind === 'issued' ? 'issued_at' : 'revoked_at';
+    let q = this.db
+      .selectFrom('certificates')
+      .select(['id', 'der', 'profile', 'revoked_at', 'revocation_reason', 'issued_at'])
+      // Issued means signed: the finalize sets status, der and issued_at together. No filter on
+      // status, which made SQLite pick its index (status, created_at) and sort the whole table.
+      .where('der', 'is not', null)
+      .where(col, 'is not', null);
     if (after) {
       const t = after.at.getTime();
-      // Each side can use an index (issued_at, revoked_at); the exact order is then the CASE's.
-      q = q
-        .where((eb) => eb.or([eb('issued_at', '>=', t), eb('revoked_at', '>=', t)]))
-        .where((eb) => eb.or([eb(changed, '>', t), eb.and([eb(changed, '=', t), eb('id', '>', after.id)])]));
+      // A row value comparison, which SQLite and PostgreSQL answer from the (time, id) index;
+      // "time > t or (time = t and id > x)" made SQLite scan the table.
+      q = q.where((eb) => eb(eb.refTuple(col, 'id'), '>', eb.tuple(t, after.id)));
     }
-    const rows = await q.orderBy(changed).orderBy('id').limit(limit).execute();
-    return rows.map((r) => ({ ...this.mapCertificate(r), changedAt: new Date(Number(r.changed_at)) }));
+    const rows = await q.orderBy(col).orderBy('id').limit(limit).execute();
+    return rows.map((r) => ({
+        id: r.id,
+        der: Buffer.from(r.der!),
+        profile: r.profile ?? null,
+        revokedAt: date(r.revoked_at),
+        revocationReason: r.revocation_reason ?? null,
+        at: date(kind === 'issued' ? r.issued_at : r.revoked_at)!,
+      }));
   }
 
   async listRevoked(notAfterAfter: Date, limit: number): Promise<RevokedEntry[]> {

@@ -197,7 +197,7 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'certificates by issuance and revocation time (the inventory follows the CA)',
     async up(db) {
       await db.schema.createIndex('certificates_issued_at').on('certificates').columns(['issued_at', 'id']).execute();
-      await db.schema.createIndex('certificates_revoked_at').on('certificates').columns(['revoked_at']).where('revoked_at', 'is not', null).execute();
+      await db.schema.createIndex('certificates_revoked_at').on('certificates').columns(['revoked_at', 'id']).where('revoked_at', 'is not', null).execute();
     },
   },
 ];

@@ -120,6 +120,17 @@ export interface CertificateChangeCursor {
   id: string;
 }
 
+/** What listCertificateChanges returns of a certificate. */
+export interface CertificateChange {
+  id: string;
+  der: Buffer;
+  profile: string | null;
+  revokedAt: Date | null;
+  revocationReason: number | null;
+  /** issuedAt or revokedAt, as asked. */
+  at: Date;
+}
+
 /** A revoked certificate, as a CRL entry needs it. */
 export interface RevokedEntry {
   serial: string;
@@ -254,11 +265,11 @@ export interface StoreTx {
   /** Revoked certificates still unexpired at `notAfterAfter` (a CRL's entries), by serial; at most `limit`. */
   listRevoked(notAfterAfter: Date, limit: number): Promise<RevokedEntry[]>;
   /**
-   * Issued certificates in the order of their last change (issuance, or revocation if later):
-   * those changed after `after` (at a later time, or at the same time with a greater id), at most
-   * `limit`; null: from the first. How the inventory follows the CA (src/inventory/sources.ts).
+   * Issued certificates in the order of their issuance (`kind` 'issued': issuedAt, then id) or of
+   * their revocation ('revoked': revokedAt, then id), after `after` (null: from the first), at most
+   * `limit`. Each order follows an index. How the inventory follows the CA (src/inventory/sources.ts).
    */
-  listCertificateChanges(after: CertificateChangeCursor | null, limit: number): Promise<Array<CertificateRecord & { changedAt: Date }>>;
+  listCertificateChanges(kind: 'issued' | 'revoked', after: CertificateChangeCursor | null, limit: number): Promise<CertificateChange[]>;
 
   getCrl(issuer: string): Promise<CrlRecord | null>;
   /**

@@ -79,6 +79,35 @@ function contract(name: string, where: () => Promise<InventoryLocation>, skip: s
         assert.equal(r.has(c.fingerprint), false);
       }));
 
+    test('a batch: renewals within it and against what is recorded; known certificates only gain their revocation', () =>
+      withStore(async (s) => {
+        const a1 = await testLeaf({ names: ['a.test'], notBefore: t0 });
+        const a2 = await testLeaf({ names: ['a.test'], notBefore: later(30) });
+        const b1 = await testLeaf({ names: ['b.test'], notBefore: t0 });
+        const b2 = await testLeaf({ names: ['b.test'], notBefore: later(30) });
+        const fp = (x: { der: Buffer }) => describeCertificate(x.der).fingerprint;
+        await s.recordCertificate(b1.der, 'ca', t0);
+        const r = await s.recordCertificates(
+          [{ der: a2.der }, { der: a1.der, profile: 'p' }, { der: b2.der }, { der: b1.der, revoked: { at: later(1), reason: 5 } }, { der: Buffer.from('junk') }],
+          'ca',
+          later(31),
+        );
+        assert.deepEqual(r, { recorded: 4, isNew: 3, failed: 1 });
+        const ev = async (x: { der: Buffer }) => (await s.listEvents({ fingerprint: fp(x) })).map((e) => `${e.type}${e.detail.previous ? `<${String(e.detail.previous).slice(0, 6)}` : ''}`);
+        assert.deepEqual(await ev(a1), ['issued']);
+        assert.deepEqual(await ev(a2), [`renewed<${fp(a1).slice(0, 6)}`]);
+        assert.deepEqual(await ev(b2), [`renewed<${fp(b1).slice(0, 6)}`]);
+        assert.deepEqual(await ev(b1), ['issued', 'revoked']);
+        assert.equal((await s.getCertificate(fp(a1)))?.profile, 'p');
+        assert.deepEqual((await s.getCertificate(fp(b1)))?.revoked, { at: later(1), reason: 5 });
+        const c = await s.getCertificate(fp(a2));
+        assert.ok(c?.der.equals(a2.der));
+        assert.equal(c?.firstSeen.getTime(), later(31).getTime());
+        // Again: nothing new, no new events.
+        assert.deepEqual(await s.recordCertificates([{ der: a1.der }, { der: a2.der }], 'ca', later(32)), { recorded: 2, isNew: 0, failed: 0 });
+        assert.equal((await s.listEvents()).length, 5);
+      }));
+
     test('a place: deployed, seen again quietly, replaced, missing once, back', () =>
       withStore(async (s) => {
         const one = await testLeaf();
@@ -219,7 +248,7 @@ describe('syncFromCa: the inventory follows the CA database', () => {
       assert.deepEqual(first, { read: 8, added: 7, failed: 1, more: false });
       assert.equal(await inv.countCertificates(), 7);
       assert.equal((await inv.getCertificate(describeCertificate(leaves[0]!.der).fingerprint))?.profile, 'tlsserver');
-      assert.deepEqual(await inv.getCursor('ca'), { at: base + 7000, id: `c0008` });
+      assert.deepEqual(await inv.getCursor('ca'), { issued: { at: base + 7000, id: 'c0008' } });
 
       // Nothing new: only the re-read window (the last 30 s of changes) is read again.
       const again = await syncFromCa(inv, ca, new Date(), { batch: 3 });
