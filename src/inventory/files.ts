@@ -523,12 +523,7 @@ function readPkcs12(path: string, data: Buffer, passwords: string[]): FoundFile 
   const state: Pkcs12State = { certificates: [], problems: [], budget: new KdfBudget() };
   let format: FileFormat | undefined;
   try {
-    let pfx: PFX;
-    try {
-      pfx = AsnConvert.parse(data, PFX);
-    } catch {
-      throw new FileProblem('bad-pkcs12', 'not a PKCS#12 (PFX) structure');
-    }
+    const pfx = parseOr(data, PFX, 'not a PKCS#12 (PFX) structure');
     // RFC 7292 §4: version v3; authSafe is data (password integrity) or signedData (public-key integrity).
     if (pfx.version !== 3) throw new FileProblem('bad-pkcs12', `PFX version ${pfx.version}, expected 3`);
     format = 'pkcs12';
@@ -555,12 +550,7 @@ function readPkcs12(path: string, data: Buffer, passwords: string[]): FoundFile 
       }
     }
 
-    let authSafe: AuthenticatedSafe;
-    try {
-      authSafe = AsnConvert.parse(authSafeOctets, AuthenticatedSafe);
-    } catch {
-      throw new FileProblem('bad-pkcs12', 'the AuthenticatedSafe does not parse');
-    }
+    const authSafe = parseOr(authSafeOctets, AuthenticatedSafe, 'the AuthenticatedSafe does not parse');
     authSafe.forEach((contentInfo, index) => {
       const where = `AuthenticatedSafe entry ${index + 1}`;
       try {
@@ -614,12 +604,7 @@ function verifyMac(pfx: PFX, authSafeOctets: Buffer, candidates: Secret[], budge
  * something that parses wins; after a verified MAC that is the MAC's password, tried first.
  */
 function decryptSafeContents(content: ArrayBuffer, secrets: Secret[], noMac: boolean, budget: KdfBudget): Buffer {
-  let encrypted: EncryptedData;
-  try {
-    encrypted = AsnConvert.parse(content, EncryptedData);
-  } catch {
-    throw new FileProblem('bad-pkcs12', 'encryptedData does not parse');
-  }
+  const encrypted = parseOr(content, EncryptedData, 'encryptedData does not parse');
   const info = encrypted.encryptedContentInfo;
   const ec = info.encryptedContent;
   const ciphertext = ec?.value ? Buffer.from(ec.value.buffer) : Buffer.concat((ec?.constructedValue ?? []).map((o) => Buffer.from(o.buffer)));
@@ -709,6 +694,15 @@ function cipherAvailable(pbe: { cipher: string; keyLength: number; ivLength: num
   }
 }
 
+/** Parses `data` as `type`, or fails the file as bad-pkcs12 with `what`. */
+function parseOr<T>(data: ArrayBuffer | ArrayBufferView, type: new () => T, what: string): T {
+  try {
+    return AsnConvert.parse(data, type);
+  } catch {
+    throw new FileProblem('bad-pkcs12', what);
+  }
+}
+
 function decipher(cipher: string, key: Buffer, iv: Buffer | null, ciphertext: Buffer): Buffer {
   const d = createDecipheriv(cipher, key, iv);
   return Buffer.concat([d.update(ciphertext), d.final()]);
@@ -716,12 +710,7 @@ function decipher(cipher: string, key: Buffer, iv: Buffer | null, ciphertext: Bu
 
 /** RFC 7292 §4.2: collects the certBags holding X.509 certificates; key bags are skipped unopened. */
 function readSafeContents(octets: Buffer, state: Pkcs12State, where: string, depth = 0): void {
-  let bags: SafeContents;
-  try {
-    bags = AsnConvert.parse(octets, SafeContents);
-  } catch {
-    throw new FileProblem('bad-pkcs12', 'SafeContents does not parse');
-  }
+  const bags = parseOr(octets, SafeContents, 'SafeContents does not parse');
   bags.forEach((bag, index) => {
     if (bag.bagId === id_certBag) {
       let der: Buffer | undefined;
