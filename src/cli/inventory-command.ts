@@ -78,6 +78,18 @@ function progress(label: string, enabled: boolean) {
 
 const LEVELS = ['good', 'fair', 'poor', 'critical'] as const;
 
+/** PKCS#12 passwords from --password (repeatable) and --password-file (one per line). */
+async function passwordsOf(o: { password?: string[]; passwordFile?: string }): Promise<string[]> {
+  const passwords = [...(o.password ?? [])];
+  if (o.passwordFile) {
+    const text = await readFile(o.passwordFile, 'utf8').catch((e: Error) => {
+      throw new InventoryUsageError(`cannot read --password-file ${o.passwordFile}: ${e.message}`);
+    });
+    passwords.push(...text.split(/\r?\n/).filter((l) => l !== ''));
+  }
+  return passwords;
+}
+
 export function registerInventoryCommands(program: Command): void {
   withStoreOptions(
     program
@@ -130,7 +142,9 @@ Examples:
         process.once('SIGINT', onSignal);
         const bar = progress('scanning', o.progress && !o.json && process.stderr.isTTY === true);
         let found = 0;
-        const observations = await s.scan(list, {
+        let observations: Awaited<ReturnType<typeof s.scan>>;
+        try {
+          observations = await s.scan(list, {
           concurrency: o.concurrency,
           timeoutMs: o.timeout,
           ratePerSecond: o.rate,
@@ -141,7 +155,9 @@ Examples:
             bar.update(done, total, `${found} with a certificate`);
           },
         });
-        process.removeListener('SIGINT', onSignal);
+        } finally {
+          process.removeListener('SIGINT', onSignal);
+        }
         const now = new Date();
         const summary = store ? await (await lazy.inventory()).recordEndpointScan(store, observations, now) : null;
         if (o.json) {
@@ -165,8 +181,12 @@ Examples:
                   authorizationError: x.authorizationError ?? null,
                   hostnameError: x.hostnameError ?? null,
                   chain: x.chain.map((d) => {
-                    const f = describeCertificate(d);
-                    return { fingerprint: f.fingerprint, subject: f.subject, issuer: f.issuer, names: f.names, notAfter: f.notAfter.toISOString() };
+                    try {
+                      const f = describeCertificate(d);
+                      return { fingerprint: f.fingerprint, subject: f.subject, issuer: f.issuer, names: f.names, notAfter: f.notAfter.toISOString() };
+                    } catch (e) {
+                      return { unreadable: (e as Error).message };
+                    }
                   }),
                 })),
               },
@@ -200,13 +220,7 @@ Examples:
       .option('--max-depth <n>', 'directory depth', intIn('a depth', 0, 256), 32)
       .option('--json', 'print the files found as JSON'),
   ).action(async (paths: string[], o: StoreOpts & { password?: string[]; passwordFile?: string; followSymlinks?: boolean; maxDepth: number; json?: boolean }) => {
-    const passwords = [...(o.password ?? [])];
-    if (o.passwordFile) {
-      const text = await readFile(o.passwordFile, 'utf8').catch((e: Error) => {
-        throw new InventoryUsageError(`cannot read --password-file ${o.passwordFile}: ${e.message}`);
-      });
-      passwords.push(...text.split(/\r?\n/).filter((l) => l !== ''));
-    }
+    const passwords = await passwordsOf(o);
     const roots = paths.map((p) => path.resolve(p));
     const found = await (await lazy.files()).findCertificateFiles(roots, { pkcs12Passwords: passwords, followSymlinks: o.followSymlinks === true, maxDepth: o.maxDepth });
     const store = await openFrom(o);
@@ -218,8 +232,9 @@ Examples:
           `${JSON.stringify({ recorded: summary, files: found.map((f) => ({ path: f.path, format: f.format ?? null, certificates: f.certificates.length, error: f.error ?? null })) }, null, 2)}\n`,
         );
       } else {
+        const { printable } = await lazy.report();
         for (const f of found) {
-          process.stdout.write(`${f.error ? 'error' : 'ok   '}  ${f.path}  ${f.format ?? ''}${f.certificates.length ? ` ${f.certificates.length} certificate(s)` : ''}${f.error ? `  ${f.error.code}: ${f.error.message}` : ''}\n`);
+          process.stdout.write(`${f.error ? 'error' : 'ok   '}  ${printable(f.path)}  ${f.format ?? ''}${f.certificates.length ? ` ${f.certificates.length} certificate(s)` : ''}${f.error ? `  ${f.error.code}: ${f.error.message}` : ''}\n`);
         }
         process.stdout.write(
           `\n${found.length} file(s), ${summary.certificates} certificate(s) (${summary.newCertificates} new), ${summary.failed} file(s) with errors, ${summary.missing} place(s) now missing\n`,
@@ -235,15 +250,17 @@ Examples:
       .command('import')
       .description('Record the certificates of PEM bundles (or DER / PKCS#12 files) in the inventory, without recording where they came from.')
       .argument('<file...>', 'files to import')
-      .option('--password <p>', 'a PKCS#12 password to try (repeatable)', collect),
-  ).action(async (files: string[], o: StoreOpts & { password?: string[] }) => {
+      .option('--password <p>', 'a PKCS#12 password to try (repeatable; it shows in ps: prefer --password-file)', collect)
+      .option('--password-file <file>', 'PKCS#12 passwords to try, one per line'),
+  ).action(async (files: string[], o: StoreOpts & { password?: string[]; passwordFile?: string }) => {
     const { readCertificates } = await lazy.files();
+    const passwords = await passwordsOf(o);
     const read = [];
     for (const f of files) {
       const data = await readFile(f).catch((e: Error) => {
         throw new InventoryUsageError(`cannot read ${f}: ${e.message}`);
       });
-      const r = readCertificates(path.resolve(f), data, o.password ?? []);
+      const r = readCertificates(path.resolve(f), data, passwords);
       if (r.certificates.length === 0) throw new InventoryUsageError(`${f}: ${r.error ? `${r.error.code}: ${r.error.message}` : 'no certificate in it (PEM, DER or PKCS#12 expected)'}`);
       if (r.error) process.stderr.write(`anvil inventory import: ${f}: ${r.error.code}: ${r.error.message} (the other certificates are imported)\n`);
       read.push(r);
@@ -400,6 +417,7 @@ Examples:
 
 async function scanText(observations: ReadonlyArray<import('../inventory/scan.js').ScanObservation>): Promise<string> {
   const { describeCertificate } = await import('../inventory/certificate.js');
+  const { printable } = await lazy.report();
   const lines: string[] = [];
   for (const x of observations) {
     const host = x.target.host.includes(':') ? `[${x.target.host}]` : x.target.host;
@@ -409,11 +427,17 @@ async function scanText(observations: ReadonlyArray<import('../inventory/scan.js
       lines.push(`${where}  ${x.error ? `${x.error.code}: ${x.error.message}` : 'no certificate'}`);
       continue;
     }
-    const f = describeCertificate(leaf);
+    let f;
+    try {
+      f = describeCertificate(leaf);
+    } catch (e) {
+      lines.push(`${where}  a certificate the inventory cannot read: ${(e as Error).message}`);
+      continue;
+    }
     const problems = [x.authorizationError ? `chain: ${x.authorizationError}` : '', x.hostnameError ? 'name mismatch' : ''].filter(Boolean).join(', ');
     lines.push(`${where}  ${f.fingerprint.slice(0, 16)}  ${f.names.join(',') || f.subject}  expires ${f.notAfter.toISOString().slice(0, 10)}${problems ? `  [${problems}]` : ''}`);
   }
-  return lines.length ? `${lines.join('\n')}\n` : '';
+  return lines.length ? `${lines.map(printable).join('\n')}\n` : '';
 }
 
 export function inventoryErrorExit(e: unknown): { message: string; code: number } | null {

@@ -88,6 +88,10 @@ program
             await (await openStoreOf(c)).close();
           },
           onReady: ({ directoryUrl, caDir, workers }) => printBanner(directoryUrl, caDir, `${workers} worker processes`),
+          background: async (c) => {
+            const { createLogger } = await import('../lib/logger.js');
+            return (await server()).startInventorySync(c, createLogger({ level: c.log.level }));
+          },
           log: (line) => process.stderr.write(`${line}\n`),
         });
         process.exit(code);

@@ -68,6 +68,20 @@ describe('describeCertificate', () => {
     assert.deepEqual(f.names, ['only-san.example.test']);
   });
 
+  test('a serial with its high bit set reads as openssl prints it, without the sign octet', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'anvil-serial-'));
+    try {
+      const out = path.join(dir, 'c.pem');
+      execFileSync('openssl', ['req', '-x509', '-nodes', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-subj', '/CN=serial.example', '-set_serial', '0x8F0102030405060708', '-keyout', path.join(dir, 'k.pem'), '-out', out]);
+      const pem = readFileSync(out, 'utf8');
+      const f = describeCertificate(new X509Certificate(pem).raw);
+      assert.equal(f.serial, '8F0102030405060708');
+      assert.equal(f.serial, openssl(pem, 'serial').split('=')[1]!.trim());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('bytes that are not a certificate are refused', () => {
     assert.throws(() => describeCertificate(Buffer.from('3003020101', 'hex')));
     assert.throws(() => describeCertificate(Buffer.alloc(0)));

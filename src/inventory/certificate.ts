@@ -148,7 +148,8 @@ function directoryString(buf: Buffer, t: Tlv): string | null {
 function escapeValue(v: string): string {
   let out = v.replace(/[,+"\\<>;]/g, (ch) => `\\${ch}`).replace(/[\x00-\x1f\x7f]/g, (ch) => `\\${ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
   if (out.startsWith('#') || out.startsWith(' ')) out = `\\${out}`;
-  if (out.endsWith(' ') && out.length > 1) out = `${out.slice(0, -1)}\\ `;
+  // A trailing space, unless it is the leading one just escaped (a value of one space).
+  if (out.endsWith(' ') && !out.endsWith('\\ ')) out = `${out.slice(0, -1)}\\ `;
   return out;
 }
 
@@ -230,6 +231,12 @@ export function keyOf(spki: Buffer): { keyType: KeyType; keyBits: number; keyDet
   }
 }
 
+/** The serial as openssl prints it: upper-case hex, without DER's sign octet before a high bit. */
+function serialHex(octets: Buffer): string {
+  const v = octets.length > 1 && octets[0] === 0 && octets[1]! >= 0x80 ? octets.subarray(1) : octets;
+  return v.toString('hex').toUpperCase();
+}
+
 /**
  * Reads the facts of one DER certificate; throws when it is not an X.509 certificate. Walked with
  * der.ts (about 20 µs), not parsed with X509Certificate (about 190 µs, most of a sync from the CA:
@@ -249,12 +256,11 @@ export function describeCertificate(der: Buffer): CertificateFacts {
       selfSigned = false;
     }
   }
-  // The serial as openssl prints it: the INTEGER's octets in upper-case hex.
   return {
     fingerprint: createHash('sha256').update(der).digest('hex'),
     subject: nameText(parts.subject),
     issuer: nameText(parts.issuer),
-    serial: parts.serial.toString('hex').toUpperCase(),
+    serial: serialHex(parts.serial),
     names,
     keyType: key.keyType,
     keyBits: key.keyBits,

@@ -53,6 +53,7 @@ describe('checkCertificate', () => {
     ['RSA 2048 with 65537 is fine', { keyType: 'rsa', keyBits: 2048, keyDetail: '65537' }, {}, []],
     ['P-224 is critical', { keyType: 'ec', keyBits: 224, keyDetail: 'secp224r1' }, {}, ['weak-key:critical']],
     ['a known-weak key is critical', { keyType: 'rsa', keyBits: 2048, keyDetail: '65537', knownWeakKey: 'ROCA' }, {}, ['weak-key:critical']],
+    ['an EC curve Anvil does not know is a warning', { keyType: 'ec', keyBits: 0, keyDetail: '1.3.36.3.3.2.8.1.1.9' }, {}, ['weak-key:warning']],
     ['DSA is a warning', { keyType: 'dsa', keyBits: 2048, keyDetail: null }, {}, ['weak-key:warning']],
     ['SHA-1 signature is a warning', { signatureAlgorithm: 'sha1WithRSAEncryption' }, {}, ['weak-signature:warning']],
     ['MD5 signature is critical', { signatureAlgorithm: 'md5WithRSAEncryption' }, {}, ['weak-signature:critical']],
@@ -81,6 +82,14 @@ describe('checkCertificate', () => {
     const ca = await testCa();
     const leaf = await testLeaf({ ca, key: 'rsa1024', hash: 'SHA-1', notBefore: new Date(NOW.getTime() - 100 * DAY), notAfter: new Date(NOW.getTime() - 10 * DAY) });
     assert.deepEqual(ids(checkCertificate(describeCertificate(leaf.der), ctx())), ['expired:critical', 'weak-key:critical', 'weak-signature:warning']);
+  });
+});
+
+describe('printable', () => {
+  test('control characters from certificates and servers are shown, not sent to the terminal', async () => {
+    const { printable } = await import('./report.js');
+    assert.equal(printable('a\u001b]0;x\u0007b\u009bc\u007f'), 'a\\x1b]0;x\\x07b\\x9bc\\x7f');
+    assert.equal(printable('été.example, 10.0.0.1'), 'été.example, 10.0.0.1');
   });
 });
 

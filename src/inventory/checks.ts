@@ -154,6 +154,7 @@ function weakKeyReason(c: CertificateFacts): { severity: Severity; message: stri
       return null;
     }
     case 'ec':
+      if (c.keyBits === 0) return { severity: 'warning', message: `EC key on a curve Anvil does not know (${c.keyDetail ?? 'explicit parameters'})` };
       if (c.keyBits < 256) return { severity: 'critical', message: `EC key on ${c.keyDetail ?? 'an unknown curve'} (${c.keyBits} bits; P-256 or stronger expected)` };
       return null;
     case 'dsa':

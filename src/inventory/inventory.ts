@@ -71,7 +71,13 @@ export async function recordEndpointScan(store: InventoryStore, observations: re
       continue;
     }
     const known = await store.getCertificate(fingerprintOf(leaf));
-    await store.recordSighting(place, { found: true, der: leaf, chainError: o.authorizationError ?? null, hostnameError: o.hostnameError ?? null }, 'network', now);
+    try {
+      await store.recordSighting(place, { found: true, der: leaf, chainError: o.authorizationError ?? null, hostnameError: o.hostnameError ?? null }, 'network', now);
+    } catch {
+      // A certificate OpenSSL accepted but the inventory's strict reader does not: counted, not fatal.
+      s.failed++;
+      continue;
+    }
     s.places++;
     if (!known) s.newCertificates++;
     fingerprints.add(fingerprintOf(leaf));
@@ -105,15 +111,24 @@ export async function recordFileScan(store: InventoryStore, files: readonly File
     if (f.error && f.certificates.length === 0) s.failed++;
     for (const [i, der] of f.certificates.entries()) {
       const fp = fingerprintOf(der);
-      if (!fingerprints.has(fp) && !(await store.getCertificate(fp))) s.newCertificates++;
+      const isNew = !fingerprints.has(fp) && !(await store.getCertificate(fp));
+      try {
+        seen.add(await store.recordSighting(filePlace(f.path, i), { found: true, der }, 'file', now));
+      } catch {
+        // Not readable by the inventory's strict reader: counted; its place is not marked missing.
+        s.failed++;
+        seen.add(installationId(filePlace(f.path, i)));
+        continue;
+      }
+      if (isNew) s.newCertificates++;
       fingerprints.add(fp);
-      seen.add(await store.recordSighting(filePlace(f.path, i), { found: true, der }, 'file', now));
       s.places++;
     }
   }
   s.certificates = fingerprints.size;
-  // What could not be read this time (a root, a directory) is not known to be gone.
-  const unreadable = files.filter((f) => f.error?.code === 'unreadable').map((f) => f.path);
+  // What could not be read this time (a root, a directory, a file) is not known to be gone.
+  // A file with an error (unreadable now, a PKCS#12 without its password this time) keeps its places.
+  const unreadable = files.filter((f) => f.error).map((f) => f.path);
   s.missing = await store.markUnseen('file', { under: [...roots], exceptUnder: unreadable }, seen, now);
   return s;
 }

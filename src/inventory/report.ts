@@ -8,6 +8,15 @@ import type { InventoryEvent } from './store.js';
 
 const DAY = 86_400_000;
 
+/**
+ * Text for a terminal: control characters (C0, DEL, C1) shown as \xNN. Names, subjects and errors
+ * come from certificates and servers someone else controls; escape sequences must not reach the
+ * terminal.
+ */
+export function printable(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 function left(notAfter: Date, now: Date): string {
   const ms = notAfter.getTime() - now.getTime();
   const d = Math.abs(ms) / DAY;
@@ -51,9 +60,9 @@ export function listText(list: readonly AssessedCertificate[], now: Date): strin
   for (const a of list) {
     const c = a.certificate;
     const present = a.installations.filter((i) => i.status === 'present').length;
-    const names = c.names.length ? c.names.join(',') : c.subject;
+    const names = printable(c.names.length ? c.names.join(',') : c.subject);
     lines.push(
-      `${c.fingerprint.slice(0, 16)}  ${pad(a.health.level, 8)}  ${c.notAfter.toISOString().slice(0, 10)}  ${pad(left(c.notAfter, now), 6)}  ${pad(String(present), 8)}  ${pad(names, 40)}  ${c.issuer}`,
+      `${c.fingerprint.slice(0, 16)}  ${pad(a.health.level, 8)}  ${c.notAfter.toISOString().slice(0, 10)}  ${pad(left(c.notAfter, now), 6)}  ${pad(String(present), 8)}  ${pad(names, 40)}  ${printable(c.issuer)}`,
     );
   }
   return `${lines.join('\n')}\n`;
@@ -125,7 +134,7 @@ export function showText(a: AssessedCertificate, events: readonly InventoryEvent
       .join(' ');
     out.push(`  ${e.at.toISOString()}  ${pad(e.type, 14)}${detail}`);
   }
-  return `${out.join('\n')}\n`;
+  return `${out.map(printable).join('\n')}\n`;
 }
 
 export function healthText(e: EstateHealth): string {

@@ -14,7 +14,7 @@ export const CA_SOURCE = 'ca';
 export const CA_REREAD_MS = 30_000;
 
 export interface SyncResult {
-  /** Certificates read from the source (again, possibly). */
+  /** Certificates read from the source (some again: the re-read window). */
   read: number;
   /** New in the inventory. */
   added: number;
@@ -37,15 +37,19 @@ export async function syncFromCa(inv: InventoryStore, ca: ChangeSource, now: Dat
   const saved = ((await inv.getCursor(CA_SOURCE)) ?? {}) as { issued?: Saved; revoked?: Saved };
   const r: SyncResult = { read: 0, added: 0, failed: 0, more: false };
   const next: { issued?: Saved; revoked?: Saved } = { ...saved };
+  // Rows at or before a saved cursor (the re-read window) do not count toward `max`: a window
+  // holding more than `max` rows must not stop every call at the same place.
+  let progress = 0;
   for (const kind of ['issued', 'revoked'] as const) {
     const from = saved[kind];
+    const isNews = (c: { at: Date; id: string }) => !from || c.at.getTime() > from.at || (c.at.getTime() === from.at && c.id > from.id);
     let cursor: CertificateChangeCursor | null = from ? { at: new Date(from.at - CA_REREAD_MS), id: '' } : null;
     for (;;) {
-      if (r.read >= max) {
+      if (progress >= max) {
         r.more = true;
         break;
       }
-      const rows = await ca.listCertificateChanges(kind, cursor, Math.min(batch, max - r.read));
+      const rows = await ca.listCertificateChanges(kind, cursor, batch);
       if (rows.length === 0) break;
       const res = await inv.recordCertificates(
         rows.map((c) => ({ der: c.der, profile: c.profile, revoked: c.revokedAt ? { at: c.revokedAt, reason: c.revocationReason } : null })),
@@ -55,11 +59,12 @@ export async function syncFromCa(inv: InventoryStore, ca: ChangeSource, now: Dat
       r.read += rows.length;
       r.added += res.isNew;
       r.failed += res.failed;
+      progress += rows.filter(isNews).length;
       const end = rows[rows.length - 1]!;
       cursor = { at: end.at, id: end.id };
       const prev = next[kind];
       if (!prev || end.at.getTime() > prev.at || (end.at.getTime() === prev.at && end.id > prev.id)) next[kind] = { at: end.at.getTime(), id: end.id };
-      if (rows.length < Math.min(batch, max)) break;
+      if (rows.length < batch) break;
     }
     if (r.more) break;
   }

@@ -5,7 +5,8 @@
  * migration ledger (INVENTORY_MIGRATIONS).
  *
  * Contract:
- * - Recording is idempotent: the same certificate or the same observation again updates
+ * - Recording is idempotent, also with several writers at once (an INSERT that finds the row
+ *   already there does nothing): the same certificate or the same observation again updates
  *   `last_seen`, and adds an event only when something changed (a new certificate, a different
  *   certificate at a place, a place gone or back).
  * - An installation is identified by (kind, location, sni); it holds the certificate seen there
@@ -66,6 +67,8 @@ export interface RecordResult {
   /** First time the inventory sees this certificate. */
   isNew: boolean;
 }
+
+const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** The installation id: a hash of its place, so that every replica and rescan computes the same. */
 export function installationId(p: Place): string {
@@ -147,18 +150,20 @@ export class InventoryStore {
     now: Date,
   ): Promise<{ recorded: number; isNew: number; failed: number }> {
     const withFp = items.map((it) => ({ ...it, fingerprint: createHash('sha256').update(it.der).digest('hex') }));
-    const known = new Map<string, number | null>();
+    const known = new Map<string, { revoked: boolean; profile: string | null }>();
     for (let i = 0; i < withFp.length; i += 500) {
       const fps = withFp.slice(i, i + 500).map((x) => x.fingerprint);
-      const rows = await this.db.selectFrom('inv_certificates').select(['fingerprint', 'revoked_at']).where('fingerprint', 'in', fps).execute();
-      for (const r of rows) known.set(r.fingerprint, r.revoked_at === null ? null : Number(r.revoked_at));
+      const rows = await this.db.selectFrom('inv_certificates').select(['fingerprint', 'revoked_at', 'profile']).where('fingerprint', 'in', fps).execute();
+      for (const r of rows) known.set(r.fingerprint, { revoked: r.revoked_at !== null, profile: r.profile });
     }
     const work: Array<{ f: CertificateFacts | null; der: Buffer; profile?: string | null; revoked?: { at: Date; reason: number | null } | null }> = [];
     let failed = 0;
     for (const it of withFp) {
-      if (known.has(it.fingerprint)) {
-        // Only news matters for a certificate already recorded: its revocation.
-        if (it.revoked && known.get(it.fingerprint) === null) work.push({ ...it, f: null });
+      const k = known.get(it.fingerprint);
+      if (k) {
+        // Only news matters for a certificate already recorded: its revocation, or a profile
+        // when it was first found elsewhere (a scan, a file) and the CA now says which.
+        if ((it.revoked && !k.revoked) || (it.profile && k.profile === null)) work.push({ ...it, f: null });
         continue;
       }
       try {
@@ -173,13 +178,13 @@ export class InventoryStore {
       if (w.f) fresh.set(w.f.fingerprint, { ...w, f: w.f });
       else revokeOnly.push(w);
     }
+    let isNew = 0;
     if (work.length) {
       await this.db.transaction().execute(async (tx) => {
-        for (const w of revokeOnly) await this.#recordCertificate(tx, describeCertificate(w.der), w.der, source, now, { revoked: w.revoked });
-        if (fresh.size) await this.#insertNew(tx, [...fresh.values()], source, now);
+        for (const w of revokeOnly) await this.#recordCertificate(tx, describeCertificate(w.der), w.der, source, now, { profile: w.profile, revoked: w.revoked });
+        if (fresh.size) isNew = await this.#insertNew(tx, [...fresh.values()], source, now);
       });
     }
-    const isNew = fresh.size;
     return { recorded: withFp.length - failed, isNew, failed };
   }
 
@@ -207,7 +212,7 @@ export class InventoryStore {
     items: Array<{ f: CertificateFacts; der: Buffer; profile?: string | null; revoked?: { at: Date; reason: number | null } | null }>,
     source: CertificateSource,
     now: Date,
-  ): Promise<void> {
+  ): Promise<number> {
     const t = now.getTime();
     const rows = items.map((it) => certificateRow(it.f, it.der, source, it, t));
     // Older certificates for the same names: in the inventory, and in this batch.
@@ -218,10 +223,21 @@ export class InventoryStore {
       for (const r of found) byKey.set(r.names_key, [...(byKey.get(r.names_key) ?? []), { fingerprint: r.fingerprint, notBefore: Number(r.not_before) }]);
     }
     for (const r of rows) if (r.names_key) byKey.set(r.names_key, [...(byKey.get(r.names_key) ?? []), { fingerprint: r.fingerprint, notBefore: r.not_before }]);
-    // 23 columns a row: 40 rows stay far below SQLite's and PostgreSQL's limits on parameters.
-    for (let i = 0; i < rows.length; i += 40) await tx.insertInto('inv_certificates').values(rows.slice(i, i + 40)).execute();
+    // 23 columns a row: 40 rows stay far below SQLite's and PostgreSQL's limits on parameters. A
+    // row another writer inserted meanwhile (a replica, a CLI sync) is left alone, without events.
+    const inserted = new Set<string>();
+    for (let i = 0; i < rows.length; i += 40) {
+      const done = await tx
+        .insertInto('inv_certificates')
+        .values(rows.slice(i, i + 40))
+        .onConflict((oc) => oc.column('fingerprint').doNothing())
+        .returning('fingerprint')
+        .execute();
+      for (const d of done) inserted.add(d.fingerprint);
+    }
     const events: Schema['inv_events'][] = [];
     for (const [i, r] of rows.entries()) {
+      if (!inserted.has(r.fingerprint)) continue;
       const previous = (byKey.get(r.names_key) ?? []).filter((c) => c.notBefore < r.not_before).sort((a, b) => b.notBefore - a.notBefore)[0];
       const type: EventType = previous ? 'renewed' : source === 'ca' ? 'issued' : 'discovered';
       events.push(this.#eventRow(now, type, r.fingerprint, null, { source, ...(previous ? { previous: previous.fingerprint } : {}) }));
@@ -229,6 +245,7 @@ export class InventoryStore {
       if (revoked) events.push(this.#eventRow(now, 'revoked', r.fingerprint, null, { reason: revoked.reason }));
     }
     for (let i = 0; i < events.length; i += 100) await tx.insertInto('inv_events').values(events.slice(i, i + 100)).execute();
+    return inserted.size;
   }
 
   async #recordCertificate(
@@ -253,7 +270,13 @@ export class InventoryStore {
       return { fingerprint: f.fingerprint, isNew: false };
     }
     const key = namesKey(f.names);
-    await tx.insertInto('inv_certificates').values(certificateRow(f, der, source, extra, t)).execute();
+    const ins = await tx
+      .insertInto('inv_certificates')
+      .values(certificateRow(f, der, source, extra, t))
+      .onConflict((oc) => oc.column('fingerprint').doNothing())
+      .executeTakeFirst();
+    // Another writer (a replica, a CLI sync) recorded it meanwhile: theirs stands.
+    if (Number(ins.numInsertedOrUpdatedRows ?? 0n) === 0) return { fingerprint: f.fingerprint, isNew: false };
     // A renewal: an older certificate for the same names (not a CA certificate, whose names are empty).
     const previous = key
       ? await tx
@@ -329,7 +352,8 @@ export class InventoryStore {
    */
   async markUnseen(kind: InstallationKind, scope: { under?: string[]; exactly?: string[]; exceptUnder?: string[] }, seen: ReadonlySet<string>, now: Date): Promise<number> {
     const rows = await this.db.selectFrom('inv_installations').select(['id', 'location', 'fingerprint']).where('kind', '=', kind).where('status', '=', 'present').execute();
-    const within = (loc: string, u: string) => loc === u || loc.startsWith(u.endsWith('/') ? u : `${u}/`);
+    // Under a directory, or one of a file's further places (path:2, path:3, ...).
+    const within = (loc: string, u: string) => loc === u || loc.startsWith(u.endsWith('/') ? u : `${u}/`) || (kind === 'file' && new RegExp(`^${escapeRegExp(u)}:\\d+$`).test(loc));
     const inScope = (loc: string) =>
       ((scope.exactly ?? []).includes(loc) || (scope.under ?? []).some((u) => within(loc, u))) && !(scope.exceptUnder ?? []).some((u) => within(loc, u));
     const gone = rows.filter((r) => !seen.has(r.id) && inScope(r.location));

@@ -63,12 +63,15 @@ export interface PrimaryOptions {
   prepare(config: ServerConfig): Promise<void>;
   onReady(info: { directoryUrl: string; caDir: string; workers: number }): void;
   log(line: string): void;
+  /** Work that must run once for all workers (the inventory sync), started after prepare, stopped last. */
+  background?(config: ServerConfig): Promise<{ stop(): Promise<void> } | null>;
 }
 
 /** Runs the primary until SIGTERM/SIGINT; resolves with the exit code. */
 export async function runPrimary(config: ServerConfig, n: number, o: PrimaryOptions): Promise<number> {
   await mkdir(path.resolve(config.dataDir), { recursive: true, mode: 0o700 });
   await o.prepare(config);
+  const background = (await o.background?.(config)) ?? null;
   // Every worker must bind the same port, and URLs (AIA, CRL, OCSP) must name it: fix port 0 now.
   const fixed = config.listen.port === 0 ? { ...config, listen: { ...config.listen, port: await freePort(config.listen.host) } } : config;
   const payload: ConfigMessage = { type: 'anvil-config', config: JSON.parse(JSON.stringify(fixed)) };
@@ -125,6 +128,7 @@ export async function runPrimary(config: ServerConfig, n: number, o: PrimaryOpti
     }, 15_000);
     await Promise.all(all.map((w) => (w.isDead() ? Promise.resolve() : new Promise((r) => w.once('exit', r)))));
     clearTimeout(deadline);
+    await background?.stop().catch(() => {});
     resolveExit(code);
   };
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {

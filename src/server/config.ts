@@ -227,7 +227,7 @@ export const ServerConfigSchema = z
     inventory: z
       .object({
         /** Every this many seconds the server records what the CA issued or revoked since the last time; 0: never. */
-        syncSeconds: z.number().min(0).max(86_400).default(60),
+        syncSeconds: z.number().int().min(0).max(86_400).default(60),
       })
       .strict()
       .prefault({}),

@@ -68,6 +68,25 @@ function hostForUrl(host: string): string {
   return net.isIPv6(host) ? `[${host}]` : host;
 }
 
+/**
+ * The thread that records the CA's issuances and revocations in the inventory
+ * (src/inventory/sources.ts), or null when `inventory.syncSeconds` is 0. One per server: the
+ * single process, or the primary of `--workers`.
+ */
+export async function startInventorySync(config: ServerConfig, log: Logger): Promise<{ stop(): Promise<void> } | null> {
+  if (config.inventory.syncSeconds <= 0) return null;
+  const { startSyncThread } = await import('../inventory/sources.js');
+  const { inventoryLocationOf } = await import('../inventory/inventory.js');
+  return startSyncThread(
+    { store: storeConfigOf(config), inventory: inventoryLocationOf(config.storage, path.resolve(config.dataDir)), intervalMs: config.inventory.syncSeconds * 1000 },
+    (r) => {
+      if (r.type === 'error') log.warn({ error: r.message }, 'inventory sync failed; it is tried again at the next interval');
+      else if (r.result?.failed) log.warn({ ...r.result }, 'inventory sync: some certificates of the CA could not be read; they are left out of the inventory');
+      else log.debug({ ...r.result }, 'inventory synced from the CA');
+    },
+  );
+}
+
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
   const log = deps.logger ?? createLogger({ level: config.log.level });
   const clock = deps.clock ?? systemClock;
@@ -202,24 +221,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   }, 60_000);
   purge.unref();
 
-  // The inventory follows the CA in a thread of its own (src/inventory/sources.ts). With --workers,
-  // the first worker runs it; replicas each run one (recording is idempotent).
-  const cluster = await import('node:cluster');
-  const inventorySync =
-    config.inventory.syncSeconds > 0 && (!cluster.default.isWorker || cluster.default.worker?.id === 1)
-      ? await (await import('../inventory/sources.js')).startSyncThread(
-          {
-            store: storeConfigOf(config),
-            inventory: (await import('../inventory/inventory.js')).inventoryLocationOf(config.storage, dataDir),
-            intervalMs: config.inventory.syncSeconds * 1000,
-          },
-          (r) => {
-            if (r.type === 'error') log.warn({ error: r.message }, 'inventory sync failed; it is tried again at the next interval');
-            else if (r.result?.failed) log.warn({ ...r.result }, 'inventory sync: some certificates of the CA could not be read; they are left out of the inventory');
-            else log.debug({ ...r.result }, 'inventory synced from the CA');
-          },
-        )
-      : null;
+  // The inventory follows the CA in a thread of its own. With --workers the primary runs it.
+  const inventorySync = (await import('node:cluster')).default.isWorker ? null : await startInventorySync(config, log);
 
   const directoryUrl = `${baseUrl}/directory`;
   log.info({ directory: directoryUrl, listen: `${config.listen.host}:${port}`, recovered }, 'anvil server started');

@@ -1,12 +1,13 @@
 /**
  * `anvil server --workers 2`: one primary, two worker processes on one port and one SQLite file.
  * Issuances in parallel all succeed and both workers do the work; a worker killed with SIGKILL is
- * replaced and service goes on; SIGTERM to the primary stops everything with exit code 0.
+ * replaced and service goes on; the primary's inventory sync records every issuance; SIGTERM to
+ * the primary stops everything with exit code 0.
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
-import { exited, startAnvil, type StartedAnvil } from '../helpers/anvil-process.js';
+import { ANVIL_BIN, exited, startAnvil, type StartedAnvil } from '../helpers/anvil-process.js';
 import { issue } from '../helpers/flow.js';
 import { startHttp01Responder, type Http01Responder } from '../helpers/http01-responder.js';
 import { freePort } from '../helpers/ports.js';
@@ -31,7 +32,7 @@ describe('anvil server --workers 2', { timeout: 120_000 }, () => {
   before(async () => {
     const httpPort = await freePort();
     responder = await startHttp01Responder(httpPort);
-    anvil = await startAnvil({ workers: 2, tls: { enabled: false }, acme: { authzReuseDays: 0 }, validation: { httpPort } });
+    anvil = await startAnvil({ workers: 2, tls: { enabled: false }, acme: { authzReuseDays: 0 }, validation: { httpPort }, inventory: { syncSeconds: 1 } });
   });
   after(async () => {
     await anvil?.cleanup();
@@ -68,6 +69,22 @@ describe('anvil server --workers 2', { timeout: 120_000 }, () => {
     assert.ok(!pids.includes(victim!));
     // Issuances still complete (whichever worker takes them).
     for (let k = 0; k < 3; k++) assert.match(await issueOne(), /BEGIN CERTIFICATE/);
+  });
+
+  test('the primary records every issuance in the inventory, also after a worker was replaced', async () => {
+    const count = async () => {
+      const r = await runTool(process.execPath, [ANVIL_BIN, 'inventory', 'list', '--json', '--data-dir', anvil.dataDir]);
+      assert.equal(r.code, 0, r.out);
+      return (JSON.parse(r.stdout) as { certificates: Array<{ source: string }> }).certificates.filter((c) => c.source === 'ca').length;
+    };
+    // 8 + 3 issued above; 2 more now.
+    for (let k = 0; k < 2; k++) await issueOne();
+    let n = 0;
+    for (let k = 0; k < 60 && n < 13; k++) {
+      await new Promise((r) => setTimeout(r, 250));
+      n = await count();
+    }
+    assert.equal(n, 13);
   });
 
   test('SIGTERM to the primary stops every worker, exit code 0', async () => {
