@@ -45,12 +45,17 @@ interface StoreOpts {
   dataDir?: string;
 }
 
-async function openFrom(opts: StoreOpts) {
+/** The server config that says where the inventory (and the CA) are: --config, with --data-dir over it. */
+async function configOf(opts: StoreOpts) {
   const o: Record<string, unknown> = {};
   if (opts.dataDir) o.dataDir = path.resolve(opts.dataDir);
-  const config = await (await lazy.config()).loadServerConfig(opts.config, o);
+  return (await lazy.config()).loadServerConfig(opts.config, o);
+}
+
+async function openFrom(opts: StoreOpts, config?: Awaited<ReturnType<typeof configOf>>) {
+  const c = config ?? (await configOf(opts));
   const inv = await lazy.inventory();
-  return inv.openInventory(inv.inventoryLocationOf(config.storage, config.dataDir));
+  return inv.openInventory(inv.inventoryLocationOf(c.storage, c.dataDir));
 }
 
 function withStoreOptions(c: Command): Command {
@@ -346,11 +351,8 @@ Examples:
       .option('--lineages <dir>', "an Anvil client store (its archive/, live/ and renewal/), e.g. /etc/anvil; repeatable", collect)
       .option('--json', 'print the result as JSON'),
   ).action(async (o: StoreOpts & { ca: boolean; lineages?: string[]; json?: boolean }) => {
-    const cfgOverrides: Record<string, unknown> = {};
-    if (o.dataDir) cfgOverrides.dataDir = path.resolve(o.dataDir);
-    const config = await (await lazy.config()).loadServerConfig(o.config, cfgOverrides);
-    const inv = await lazy.inventory();
-    const store = await inv.openInventory(inv.inventoryLocationOf(config.storage, config.dataDir));
+    const config = await configOf(o);
+    const store = await openFrom(o, config);
     const out: Record<string, unknown> = {};
     try {
       if (o.ca) {
