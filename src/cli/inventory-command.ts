@@ -1,6 +1,6 @@
 /**
- * `anvil scan` (network discovery) and `anvil inventory` (file discovery, import, list, show,
- * health): the certificate inventory from the command line (docs/inventory.md). The inventory
+ * `anvil scan` (network discovery) and `anvil inventory` (file discovery, import, sync, list,
+ * show, health, forecast): the certificate inventory from the command line (docs/inventory.md). The inventory
  * lives beside the CA's data: <data-dir>/inventory.db, or the CA's PostgreSQL database.
  */
 import { readFile } from 'node:fs/promises';
@@ -400,6 +400,37 @@ Examples:
     for (const l of (out.lineages ?? []) as Array<{ store: string; lineages: number; certificates: number; added: number; renewalFailures: number; problems: Array<{ lineage: string; message: string }> }>) {
       process.stdout.write(`lineages in ${l.store}: ${l.lineages} lineage(s), ${l.certificates} certificate(s), ${l.added} new, ${l.renewalFailures} new renewal failure(s)\n`);
       for (const p of l.problems) process.stdout.write(`  ${p.lineage}: ${p.message}\n`);
+    }
+  });
+
+  withStoreOptions(
+    inventory
+      .command('forecast')
+      .description('Renewals the estate needs per day over the coming days, as it is and under the CA/Browser Forum schedule (200 days from March 2026, 100 from March 2027, 47 from March 2029).')
+      .option('--days <n>', 'length of the forecast', intIn('days', 1, 3650), 365)
+      .option('--json', 'print the daily series as JSON'),
+  ).action(async (o: StoreOpts & { days: number; json?: boolean }) => {
+    const store = await openFrom(o);
+    try {
+      const now = new Date();
+      const { certificates } = await (await lazy.inventory()).assess(store, now);
+      const { forecast, byMonth } = await import('../inventory/forecast.js');
+      const f = forecast(certificates, now, o.days);
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify({ start: f.start.toISOString(), days: f.days, certificates: f.certificates, current: f.current, cabf: f.cabf }, null, 2)}\n`);
+        return;
+      }
+      const total = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+      const lines = [`${f.certificates} certificate(s) in the forecast, ${f.days} days from ${f.start.toISOString().slice(0, 10)}`, '', 'MONTH    AS IS  UNDER THE SCHEDULE'];
+      for (const [m, cur, cab] of byMonth(f)) lines.push(`${m}  ${String(cur).padStart(6)}  ${String(cab).padStart(18)}`);
+      lines.push(
+        '',
+        `total    ${String(total(f.current)).padStart(6)}  ${String(total(f.cabf)).padStart(18)}`,
+        `busiest day: ${Math.max(0, ...f.current)} as is, ${Math.max(0, ...f.cabf)} under the schedule`,
+      );
+      process.stdout.write(`${lines.join('\n')}\n`);
+    } finally {
+      await store.close();
     }
   });
 

@@ -171,6 +171,21 @@ describe('anvil scan and anvil inventory (real nginx, node TLS servers, files)',
     assert.deepEqual(estate.byLevel, { good: 2, fair: 0, poor: 2, critical: 2 });
   });
 
+  test('the forecast counts the live leaves: the expired one still served is due today', async () => {
+    const r = await anvil('inventory', 'forecast', '--json', '--days', '400');
+    assert.equal(r.code, 0, r.out);
+    const f = JSON.parse(r.stdout) as { days: number; certificates: number; current: number[]; cabf: number[] };
+    // good, expired (served), wrong, broken, renewed; not the stale one (replaced), not the CA.
+    assert.equal(f.certificates, 5);
+    assert.equal(f.days, 400);
+    assert.equal(f.current[0], 1);
+    const total = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    assert.ok(total(f.cabf) >= total(f.current), `${total(f.cabf)} >= ${total(f.current)}`);
+    const text = await anvil('inventory', 'forecast');
+    assert.match(text.stdout, /5 certificate\(s\) in the forecast, 365 days/);
+    assert.match(text.stdout, /MONTH {4}AS IS {2}UNDER THE SCHEDULE/);
+  });
+
   test('a rescan after nginx stops marks its certificate missing there', async () => {
     await nginx!.stop();
     const port = nginx!.port;
