@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs, promisify } from 'node:util';
 import { ANVIL_BIN, startAnvil } from '../test/helpers/anvil-process.js';
 import { freePort } from '../test/helpers/ports.js';
+import { median } from './common.js';
 
 const run = promisify(execFile);
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '9' } } });
@@ -38,7 +39,6 @@ try {
     await run(process.execPath, [ANVIL_BIN, ...args]);
     times.push(performance.now() - t);
   }
-  const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
   process.stdout.write(
     `${JSON.stringify({
       bench: 'anvil issue (process, http-01 on loopback, local anvil server)',

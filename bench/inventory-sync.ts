@@ -16,17 +16,16 @@ import { freshCsr, sanAttribute } from '../src/bench/csr.js';
 import { describeCertificate } from '../src/inventory/certificate.js';
 import { openInventory } from '../src/inventory/inventory.js';
 import { syncFromCa } from '../src/inventory/sources.js';
-import { initCa, loadCa } from '../src/server/issuance/ca.js';
 import { openStore } from '../src/storage/index.js';
+import { benchCa, intOption, median } from './common.js';
 
 const { values } = parseArgs({ options: { certs: { type: 'string', default: '3000' }, rounds: { type: 'string', default: '3' } } });
-const N = Math.min(Math.max(Number(values.certs), 10), 200_000);
-const ROUNDS = Math.min(Math.max(Number(values.rounds), 1), 20);
+const N = intOption('certs', values.certs, 10, 200_000);
+const ROUNDS = intOption('rounds', values.rounds, 1, 20);
 
 const dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-bench-invsync-'));
 try {
-  await initCa(path.join(dir, 'ca'), { keyAlgorithm: 'ecdsa-p256' });
-  const ca = await loadCa(path.join(dir, 'ca'), { issuerUrl: 'http://ca.example/ca/intermediate.der', ocspUrl: 'http://ca.example/ocsp' });
+  const ca = await benchCa(dir);
   const store = await openStore({ type: 'sqlite', path: path.join(dir, 'anvil.db') });
   const ders: Buffer[] = [];
   const now = Date.now();
@@ -69,7 +68,6 @@ try {
     await inv.close();
   }
   await store.close();
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const out = { certs: N, describeUsPerCert: Math.round(median(parse)), caReadUsPerCert: Math.round(median(read)), syncUsPerCert: Math.round(median(sync)) };
   console.log(`describeCertificate        ${String(out.describeUsPerCert).padStart(6)} µs per certificate`);
   console.log(`reading the CA's changes   ${String(out.caReadUsPerCert).padStart(6)} µs per certificate`);

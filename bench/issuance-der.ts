@@ -15,20 +15,18 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { freshCsr, sanAttribute } from '../src/bench/csr.js';
-import { initCa, loadCa } from '../src/server/issuance/ca.js';
 import { loadReference } from '../src/server/issuance/x509-reference.js';
 import type { Identifier } from '../src/protocol/types.js';
+import { BENCH_CA_URLS, benchCa, intOption, median } from './common.js';
 
 const { values } = parseArgs({ options: { ops: { type: 'string', default: '300' }, rounds: { type: 'string', default: '7' } } });
-const OPS = Math.min(Math.max(Number(values.ops), 10), 100_000);
-const ROUNDS = Math.min(Math.max(Number(values.rounds), 1), 99);
+const OPS = intOption('ops', values.ops, 10, 100_000);
+const ROUNDS = intOption('rounds', values.rounds, 1, 99);
 
 const dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-bench-der-'));
 try {
-  await initCa(path.join(dir, 'ca'), { keyAlgorithm: 'ecdsa-p256' });
-  const urls = { issuerUrl: 'http://ca.example/ca/intermediate.der', ocspUrl: 'http://ca.example/ocsp' };
-  const ca = await loadCa(path.join(dir, 'ca'), urls);
-  const ref = await loadReference(path.join(dir, 'ca'), urls);
+  const ca = await benchCa(dir);
+  const ref = await loadReference(path.join(dir, 'ca'), BENCH_CA_URLS);
   const ids: Identifier[] = [{ type: 'dns', value: 'bench.example.com' }, { type: 'ip', value: '192.0.2.1' }];
   const csr = freshCsr(sanAttribute(ids));
   const plan = ca.plan({ identifiers: ids, spki: csr.spki, clientAuth: false, lifetimeMs: 90 * 86_400_000 });
@@ -48,7 +46,6 @@ try {
       if (round >= 0) samples.get(name)!.push(((performance.now() - t0) * 1000) / OPS);
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const us = Object.fromEntries([...samples].map(([k, v]) => [k, Math.round(median(v))]));
   for (const [k, v] of Object.entries(us)) console.log(`${k.padEnd(26)} ${String(v).padStart(6)} µs`);
 

@@ -14,9 +14,10 @@ import { issue } from '../test/helpers/flow.js';
 import { startTestServer } from '../test/helpers/in-process.js';
 import { createDatabase, dropDatabases, pgUnreachable } from '../test/helpers/postgres.js';
 import { RawAcme } from '../test/helpers/raw-acme.js';
+import { intOption } from './common.js';
 
 const { values } = parseArgs({ options: { issuances: { type: 'string', default: '50' } } });
-const N = Math.min(Math.max(Number(values.issuances), 1), 1000);
+const N = intOption('issuances', values.issuances, 1, 1000);
 if (pgUnreachable) {
   console.error(`PostgreSQL not reachable: ${pgUnreachable}`);
   process.exit(1);

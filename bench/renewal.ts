@@ -27,6 +27,7 @@ import { loadCa } from '../src/server/issuance/ca.js';
 import { openSqliteStore } from '../src/storage/sqlite.js';
 import { ANVIL_BIN, startAnvil } from '../test/helpers/anvil-process.js';
 import { freePort } from '../test/helpers/ports.js';
+import { intOption } from './common.js';
 
 const run = promisify(execFile);
 const DAY = 86_400_000;
@@ -39,9 +40,9 @@ const { values } = parseArgs({
     'cpu-prof-dir': { type: 'string' },
   },
 });
-const N = Math.min(Math.max(Number(values.lineages), 10), 20_000);
-const DUE = Math.min(Number(values.due), 2000, N);
-const CONCURRENCY = Math.min(Math.max(Number(values.concurrency), 1), 64);
+const N = intOption('lineages', values.lineages, 10, 20_000);
+const DUE = intOption('due', values.due, 0, Math.min(2000, N));
+const CONCURRENCY = intOption('concurrency', values.concurrency, 1, 64);
 
 const dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-bench-renew-'));
 const store = path.join(dir, 'store');

@@ -5,12 +5,10 @@
  * and a renewal that failed (the CA stopped) as an event, once.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ANVIL_BIN, startAnvil, type StartedAnvil } from '../helpers/anvil-process.js';
-import { freePort } from '../helpers/ports.js';
+import { ANVIL_BIN, type StartedAnvil } from '../helpers/anvil-process.js';
+import { startLoopbackCa, type LoopbackCa } from '../helpers/loopback-ca.js';
 import { missingTools, runTool } from '../helpers/run.js';
 
 interface Listed {
@@ -24,24 +22,20 @@ interface Listed {
 }
 
 describe('inventory sources: the CA database and client lineages', { timeout: 180_000, skip: missingTools('openssl') }, () => {
+  let ca: LoopbackCa;
   let anvil: StartedAnvil;
-  let dir: string;
   let store: string;
-  let httpPort: number;
 
   before(async () => {
-    httpPort = await freePort();
-    anvil = await startAnvil({ inventory: { syncSeconds: 1 }, validation: { httpPort, addressPolicy: { allowLoopback: true } } });
-    dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-inventory-sources-'));
-    store = path.join(dir, 'store');
+    ca = await startLoopbackCa('anvil-inventory-sources-', { inventory: { syncSeconds: 1 } });
+    ({ anvil, store } = ca);
   });
   after(async () => {
-    await anvil?.cleanup();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await ca?.cleanup();
   });
 
   const inventory = (...args: string[]) => runTool(process.execPath, [ANVIL_BIN, 'inventory', ...args, '--data-dir', anvil.dataDir]);
-  const client = (...args: string[]) => runTool(process.execPath, [ANVIL_BIN, ...args, '--server', anvil.directoryUrl, '--ca-bundle', anvil.rootPem, '--store', store]);
+  const client = (...args: string[]) => ca.cli([...args, '--server', anvil.directoryUrl, '--ca-bundle', anvil.rootPem]);
 
   async function listed(): Promise<Listed[]> {
     const r = await inventory('list', '--json');
@@ -59,7 +53,7 @@ describe('inventory sources: the CA database and client lineages', { timeout: 18
   }
 
   test('what the server issues and revokes reaches its inventory by itself; lineages by sync', async () => {
-    const issued = await client('issue', '-d', '127.0.0.1', '--cert-name', 'loop', '--http', '--http-port', String(httpPort), '--http-address', '127.0.0.1', '--agree-tos');
+    const issued = await ca.issue('loop');
     assert.equal(issued.code, 0, issued.out);
     const fromCa = await eventually('the issued certificate in the inventory', async () => (await listed()).find((c) => c.names.includes('127.0.0.1') && !c.revoked));
     assert.equal(fromCa.source, 'ca');
@@ -83,7 +77,7 @@ describe('inventory sources: the CA database and client lineages', { timeout: 18
 
     // A renewal that fails (the CA is gone) is recorded once, however often the store is synced.
     await anvil.stop();
-    const renew = await runTool(process.execPath, [ANVIL_BIN, 'renew', '--cert', 'loop', '--force', '--no-random-delay', '--store', store]);
+    const renew = await ca.cli(['renew', '--cert', 'loop', '--force', '--no-random-delay']);
     assert.equal(renew.code, 5, renew.out);
     assert.match(renew.stdout, /loop: FAILED/);
     for (let i = 0; i < 2; i++) {

@@ -7,61 +7,40 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { certIdOf } from '../../src/client/renewal/ari.js';
-import { ANVIL_BIN, exited, startAnvil, type StartedAnvil } from '../helpers/anvil-process.js';
+import { ANVIL_BIN, exited, type StartedAnvil } from '../helpers/anvil-process.js';
+import { startLoopbackCa, type LoopbackCa } from '../helpers/loopback-ca.js';
 import { freePort } from '../helpers/ports.js';
 import { runTool, type RunResult } from '../helpers/run.js';
 
 const HOUR = 3_600_000;
 
 describe('anvil renew against anvil server', { timeout: 300_000 }, () => {
+  let ca: LoopbackCa;
   let anvil: StartedAnvil;
   let dir: string;
   let store: string;
-  let httpPort: number;
 
   before(async () => {
-    httpPort = await freePort();
-    anvil = await startAnvil({
+    ca = await startLoopbackCa('anvil-renew-e2e-', {
       // Short-lived certificates: 2 days (the 1/2-of-lifetime rule applies).
       issuance: { lifetimeDays: 2 },
       acme: { authzReuseDays: 0 },
-      validation: { httpPort, addressPolicy: { allowLoopback: true } },
     });
-    dir = await mkdtemp(path.join(os.tmpdir(), 'anvil-renew-e2e-'));
-    store = path.join(dir, 'store');
+    ({ anvil, dir, store } = ca);
   });
   after(async () => {
-    await anvil?.cleanup();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await ca?.cleanup();
   });
 
-  function cli(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
-    return runTool(process.execPath, [ANVIL_BIN, ...args, '--store', store], env, 120_000);
-  }
+  const cli = (args: string[], env: Record<string, string> = {}): Promise<RunResult> => ca.cli(args, env);
 
   async function issue(name: string): Promise<X509Certificate> {
-    const r = await cli([
-      'issue',
-      '-d',
-      '127.0.0.1',
-      '--cert-name',
-      name,
-      '--http',
-      '--http-port',
-      String(httpPort),
-      '--http-address',
-      '127.0.0.1',
-      '--server',
-      anvil.directoryUrl,
-      '--ca-bundle',
-      anvil.rootPem,
-    ]);
+    const r = await ca.issue(name);
     assert.equal(r.code, 0, r.out);
     return leaf(name);
   }
