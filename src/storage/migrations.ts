@@ -306,6 +306,73 @@ export const INVENTORY_MIGRATIONS: readonly Migration[] = [
         .execute();
     },
   },
+  {
+    version: 2,
+    name: 'revocation checks, scan runs, alert state, management tokens and the audit log',
+    async up(db) {
+      const s = db.schema;
+      // What the last CRL/OCSP look found (src/inventory/revocation.ts).
+      await s.alterTable('inv_certificates').addColumn('revocation_checked_at', 'bigint').execute();
+      await s.alterTable('inv_certificates').addColumn('revocation_source', 'text').execute();
+      await s.alterTable('inv_certificates').addColumn('revocation_error', 'text').execute();
+      // One row per network scan or file discovery: when, how long, what it found.
+      await s
+        .createTable('inv_scans')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'bigint', (c) => c.notNull())
+        .addColumn('duration_ms', 'bigint', (c) => c.notNull())
+        .addColumn('targets', 'integer', (c) => c.notNull())
+        .addColumn('found', 'integer', (c) => c.notNull())
+        .addColumn('failed', 'integer', (c) => c.notNull())
+        .addColumn('detail', 'text', (c) => c.notNull())
+        .execute();
+      await s.createIndex('inv_scans_kind').on('inv_scans').columns(['kind', 'started_at']).execute();
+      // Alerts: one row per open or resolved problem (a check on a certificate, at a place), so
+      // that a problem is announced once, reminded at its stages, and resolved once.
+      await s
+        .createTable('inv_alerts')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('fingerprint', 'text')
+        .addColumn('installation_id', 'text')
+        .addColumn('check_id', 'text', (c) => c.notNull())
+        .addColumn('severity', 'text', (c) => c.notNull())
+        .addColumn('message', 'text', (c) => c.notNull())
+        .addColumn('stage', 'text', (c) => c.notNull())
+        .addColumn('opened_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_notified_at', 'bigint')
+        .addColumn('resolved_at', 'bigint')
+        .addColumn('detail', 'text', (c) => c.notNull())
+        .execute();
+      await s.createIndex('inv_alerts_open').on('inv_alerts').columns(['resolved_at', 'opened_at']).execute();
+      // Management API tokens (src/web/): only a hash of each token is kept.
+      await s
+        .createTable('mgmt_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('token_sha256', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint')
+        .addColumn('last_used_at', 'bigint')
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+      // The append-only, hash-chained audit log: every change made through the management API or
+      // the CLI's management commands.
+      await s
+        .createTable('mgmt_audit')
+        .addColumn('seq', 'bigint', (c) => c.primaryKey())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('target', 'text', (c) => c.notNull())
+        .addColumn('detail', 'text', (c) => c.notNull())
+        .addColumn('prev_hash', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 ];
 
 /** Where a chain of migrations records what it applied. */

@@ -180,6 +180,12 @@ export interface InvCertificatesTable {
   revocation_reason: number | null;
   first_seen: number;
   last_seen: number;
+  /** When a CRL or OCSP look last answered (or failed) for it; null: never looked. */
+  revocation_checked_at?: number | null;
+  /** 'ocsp' or 'crl': what answered last. */
+  revocation_source?: string | null;
+  /** Why the last look could not tell (no responder, unreachable, bad signature). */
+  revocation_error?: string | null;
 }
 
 /** A place a certificate is deployed: an endpoint (host:port and SNI name), a file, a lineage. */
@@ -219,6 +225,65 @@ export interface InvSourcesTable {
   updated_at: number;
 }
 
+/** One network scan or file discovery. */
+export interface InvScansTable {
+  id: string;
+  /** 'network' or 'files'. */
+  kind: string;
+  started_at: number;
+  duration_ms: number;
+  targets: number;
+  found: number;
+  failed: number;
+  /** JSON: failures by class, and what else the scan reports. */
+  detail: string;
+}
+
+/** An alert: a problem (a check on a certificate, at a place) from when it opened to when it resolved. */
+export interface InvAlertsTable {
+  /** check id, fingerprint and installation id: one alert per problem. */
+  key: string;
+  fingerprint: string | null;
+  installation_id: string | null;
+  check_id: string;
+  severity: string;
+  message: string;
+  /** The reminder stage last announced (e.g. "30d", "7d", "1d", "expired"). */
+  stage: string;
+  opened_at: number;
+  last_notified_at: number | null;
+  resolved_at: number | null;
+  /** JSON. */
+  detail: string;
+}
+
+/** A management API token; only its SHA-256 is kept. */
+export interface MgmtTokensTable {
+  id: string;
+  name: string;
+  /** 'viewer', 'operator' or 'admin'. */
+  role: string;
+  token_sha256: string;
+  created_at: number;
+  created_by: string;
+  expires_at: number | null;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+/** One entry of the hash-chained audit log. */
+export interface MgmtAuditTable {
+  seq: number;
+  at: number;
+  actor: string;
+  action: string;
+  target: string;
+  /** JSON object. */
+  detail: string;
+  prev_hash: string;
+  hash: string;
+}
+
 export interface Database {
   accounts: AccountsTable;
   orders: OrdersTable;
@@ -240,6 +305,10 @@ export interface Database {
   inv_installations: InvInstallationsTable;
   inv_events: InvEventsTable;
   inv_sources: InvSourcesTable;
+  inv_scans: InvScansTable;
+  inv_alerts: InvAlertsTable;
+  mgmt_tokens: MgmtTokensTable;
+  mgmt_audit: MgmtAuditTable;
   /** The inventory tables' own migration ledger (INVENTORY_MIGRATIONS). */
   inventory_schema_migrations: SchemaMigrationsTable;
 }
