@@ -119,7 +119,8 @@ export class InventoryStore {
   #seq = 0;
 
   constructor(
-    private readonly db: Kysely<Schema>,
+    /** The database, for the modules that keep their own inventory tables (alerts, scans, revocation checks, management). */
+    readonly db: Kysely<Schema>,
     private readonly ownsDb = true,
   ) {}
 
