@@ -11,6 +11,7 @@ import { registerBenchCommand } from './bench-command.js';
 import { registerDnsCommand } from './dns-command.js';
 import { registerInstallCommand } from './install-command.js';
 import { inventoryErrorExit, registerInventoryCommands } from './inventory-command.js';
+import { manageErrorExit, registerManageCommands } from './manage-command.js';
 import { registerRenewCommand } from './renew-command.js';
 
 // Heavy modules (the server, its database driver, X.509) load only for the commands that use
@@ -342,9 +343,10 @@ registerInstallCommand(program);
 registerBenchCommand(program);
 registerDnsCommand(program);
 registerInventoryCommands(program);
+registerManageCommands(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
-  const client = clientErrorExit(e) ?? inventoryErrorExit(e);
+  const client = clientErrorExit(e) ?? inventoryErrorExit(e) ?? manageErrorExit(e);
   if (client) {
     process.stderr.write(`anvil: ${client.message}\n`);
     process.exit(client.code);

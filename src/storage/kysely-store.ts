@@ -700,6 +700,66 @@ export class KyselyStoreTx implements StoreTx {
     const rows = await this.db.selectFrom('eab_keys').selectAll().orderBy('created_at').execute();
     return Promise.all(rows.map((r) => this.#eab(r)));
   }
+
+  async disableEabKey(kid: string, now: Date): Promise<boolean> {
+    const t = now.getTime();
+    const r = await this.db
+      .updateTable('eab_keys')
+      .set({ expires_at: t })
+      .where('kid', '=', kid)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', t)]))
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  async listAccountsNewest(before: string | null, limit: number): Promise<Page<AccountRecord>> {
+    const rows = await newestFirst(this.db.selectFrom('accounts').selectAll(), 'created_at', before, limit).execute();
+    return pageOf(rows, limit, 'created_at', (r) => this.mapAccount(r));
+  }
+
+  async listOrdersNewest(before: string | null, limit: number): Promise<Page<OrderRecord>> {
+    const rows = await newestFirst(this.db.selectFrom('orders').selectAll(), 'created_at', before, limit).execute();
+    const page = pageOf(rows, limit, 'created_at', (r) => r);
+    return { items: await Promise.all(page.items.map((r) => this.mapOrder(r))), next: page.next };
+  }
+
+  async listRevocationsNewest(before: string | null, limit: number): Promise<Page<CertificateRecord>> {
+    const rows = await newestFirst(this.db.selectFrom('certificates').selectAll().where('revoked_at', 'is not', null), 'revoked_at', before, limit).execute();
+    return pageOf(rows, limit, 'revoked_at', (r) => ({ ...this.mapCertificate(r), der: null }));
+  }
+}
+
+/** A "newest first" cursor: the (time, id) of the last row of the previous page, base64url JSON. */
+function decodeCursor(cursor: string | null): [number, string] | null | 'bad' {
+  if (!cursor) return null;
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'string') return [v[0], v[1]];
+  } catch {
+    /* below */
+  }
+  return 'bad';
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- one helper over three tables' query builders */
+function newestFirst<Q extends { where: any; orderBy: any; limit: any }>(q: Q, col: string, before: string | null, limit: number): Q {
+  const c = decodeCursor(before);
+  let out = q.orderBy(col, 'desc').orderBy('id', 'desc').limit(limit + 1) as Q;
+  // A cursor this store did not make is an empty page.
+  if (c === 'bad') return out.where(sql<boolean>`1 = 0`) as Q;
+  if (c) {
+    const [at, id] = c;
+    out = out.where((eb: any) => eb.or([eb(col, '<', at), eb.and([eb(col, '=', at), eb('id', '<', id)])])) as Q;
+  }
+  return out;
+}
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+function pageOf<R extends { id: string }, T>(rows: R[], limit: number, col: keyof R, map: (r: R) => T): Page<T> {
+  const more = rows.length > limit;
+  const items = rows.slice(0, limit);
+  const last = items[items.length - 1];
+  return { items: items.map(map), next: more && last ? Buffer.from(JSON.stringify([Number(last[col]), last.id])).toString('base64url') : null };
 }
 
 /** How a KyselyStore runs its transactions; the defaults are SQLite's (one attempt). */

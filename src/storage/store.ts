@@ -283,6 +283,14 @@ export interface StoreTx {
   /** Atomically binds the key to an account if uses < maxUses; false otherwise. */
   useEabKey(kid: string, accountId: string): Promise<boolean>;
   listEabKeys(): Promise<EabKeyRecord[]>;
+  /** Ends an EAB key at `now` (it stays listed, with the accounts that used it); false if unknown or already ended. */
+  disableEabKey(kid: string, now: Date): Promise<boolean>;
+
+  // Management views (the dashboard): newest first, a page at a time; `before` is the last page's cursor.
+  listAccountsNewest(before: string | null, limit: number): Promise<Page<AccountRecord>>;
+  listOrdersNewest(before: string | null, limit: number): Promise<Page<OrderRecord>>;
+  /** Revoked certificates, most recently revoked first (without their DER). */
+  listRevocationsNewest(before: string | null, limit: number): Promise<Page<CertificateRecord>>;
 }
 
 /** How Store.transaction may run `fn`. */

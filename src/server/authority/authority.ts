@@ -972,6 +972,29 @@ export class Authority {
     }
   }
 
+  /**
+   * Revocation by the CA's operator (the management API, after its own authorization): by serial
+   * (hex, without leading zeros), with an RFC 5280 reason. Returns when it was revoked.
+   */
+  async revokeAsOperator(serial: string, reason: number, by: string): Promise<{ revokedAt: Date; certificateId: string }> {
+    if (!(REVOCATION_REASONS as readonly number[]).includes(reason)) {
+      throw new AcmeProblem('badRevocationReason', `revocation reason ${reason} is not allowed (use one of ${REVOCATION_REASONS.join(', ')})`);
+    }
+    const cert = await this.#store.getCertificateBySerial(serial);
+    if (!cert || cert.status !== 'issued') throw new AcmeProblem('malformed', `this CA issued no certificate with serial ${serial}`, { status: 404 });
+    const revokedAt = this.#now();
+    await this.#store.transaction(async (tx) => {
+      const fresh = await tx.getCertificate(cert.id);
+      if (fresh?.revokedAt) throw new AcmeProblem('alreadyRevoked', 'the certificate is already revoked');
+      await tx.updateCertificate(cert.id, { revokedAt, revocationReason: reason }, ['issued']);
+    });
+    this.#log.info({ serial, reason, by }, 'certificate revoked by the operator');
+    if (this.#onRevoked) {
+      await this.#onRevoked(serial).catch((e: unknown) => this.#log.error({ err: e, serial }, 'updating revocation status (CRL) after a revocation failed; the schedule will retry'));
+    }
+    return { revokedAt, certificateId: cert.id };
+  }
+
   // ---------------------------------------------------------------- start-up and shutdown
 
   /**

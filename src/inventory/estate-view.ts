@@ -1,0 +1,171 @@
+/**
+ * The estate as the dashboard reads it: one assessment of every certificate (without DER), kept
+ * for a few seconds and shared by every request and concurrent caller, from which pages, counts,
+ * the expiry timeline and the forecast are cut. For 100,000 certificates a page is a filter and a
+ * slice of an array in memory; the assessment itself is rebuilt at most every `maxAgeMs`.
+ */
+import type { Health, Severity } from './checks.js';
+import { forecast, type Forecast } from './forecast.js';
+import { assess, type AssessedCertificate } from './inventory.js';
+import type { EstateHealth } from './checks.js';
+import type { CertificateSource, InventoryStore } from './store.js';
+
+export interface EstateSnapshot {
+  at: Date;
+  certificates: AssessedCertificate[];
+  estate: EstateHealth;
+  byFingerprint: Map<string, AssessedCertificate>;
+}
+
+export interface PageQuery {
+  /** Case-insensitive substring of a name, the subject, the issuer, the serial or the fingerprint. */
+  q?: string;
+  /** Only this level or worse. */
+  health?: Health;
+  source?: CertificateSource;
+  /** Only certificates with a finding of this check. */
+  check?: string;
+  /** Expiring within this many days (expired included). */
+  expiringWithinDays?: number;
+  /** Leave out CA certificates (default true). */
+  leavesOnly?: boolean;
+  sort?: 'notAfter' | '-notAfter' | 'health' | 'subject';
+  /** How many to skip (the cursor of the API is this number). */
+  offset?: number;
+  limit?: number;
+}
+
+const RANK: Record<Health, number> = { good: 0, fair: 1, poor: 2, critical: 3 };
+const DAY = 86_400_000;
+
+export class EstateView {
+  #snapshot: EstateSnapshot | null = null;
+  #building: Promise<EstateSnapshot> | null = null;
+
+  constructor(
+    private readonly store: InventoryStore,
+    private readonly opts: { now: () => Date; maxAgeMs?: number },
+  ) {}
+
+  /** The current snapshot: rebuilt when older than maxAgeMs (default 10 s) or after invalidate(). */
+  async snapshot(): Promise<EstateSnapshot> {
+    const s = this.#snapshot;
+    if (s && this.opts.now().getTime() - s.at.getTime() < (this.opts.maxAgeMs ?? 10_000)) return s;
+    this.#building ??= (async () => {
+      try {
+        const now = this.opts.now();
+        const { certificates, estate } = await assess(this.store, now, undefined, { withDer: false });
+        const snap = { at: now, certificates, estate, byFingerprint: new Map(certificates.map((a) => [a.certificate.fingerprint, a])) };
+        this.#snapshot = snap;
+        return snap;
+      } finally {
+        this.#building = null;
+      }
+    })();
+    return this.#building;
+  }
+
+  /** After a change made here (a revocation): the next read rebuilds. */
+  invalidate(): void {
+    this.#snapshot = null;
+  }
+
+  async page(query: PageQuery): Promise<{ items: AssessedCertificate[]; total: number; offset: number; next: number | null; at: Date }> {
+    const snap = await this.snapshot();
+    const q = query.q?.trim().toLowerCase();
+    const now = snap.at.getTime();
+    const leavesOnly = query.leavesOnly ?? true;
+    let list = snap.certificates.filter((a) => {
+      const c = a.certificate;
+      if (leavesOnly && c.isCa) return false;
+      if (query.health && RANK[a.health.level] < RANK[query.health]) return false;
+      if (query.source && c.source !== query.source) return false;
+      if (query.check && !a.health.findings.some((f) => f.check === query.check)) return false;
+      if (query.expiringWithinDays !== undefined && c.notAfter.getTime() - now > query.expiringWithinDays * DAY) return false;
+      if (q && !(c.fingerprint.startsWith(q) || c.serial.toLowerCase().includes(q) || c.subject.toLowerCase().includes(q) || c.issuer.toLowerCase().includes(q) || c.names.some((n) => n.toLowerCase().includes(q)))) {
+        return false;
+      }
+      return true;
+    });
+    // The snapshot is in not-after order already.
+    if (query.sort === '-notAfter') list = list.reverse();
+    else if (query.sort === 'health') list = list.sort((a, b) => RANK[b.health.level] - RANK[a.health.level] || a.health.score - b.health.score);
+    else if (query.sort === 'subject') list = list.sort((a, b) => labelOf(a).localeCompare(labelOf(b)));
+    const offset = Math.max(0, query.offset ?? 0);
+    const limit = Math.min(Math.max(1, query.limit ?? 50), 500);
+    const items = list.slice(offset, offset + limit);
+    return { items, total: list.length, offset, next: offset + limit < list.length ? offset + limit : null, at: snap.at };
+  }
+
+  /** The estate at a glance: health, counts, what expires soonest, findings. */
+  async summary(soonest = 10) {
+    const snap = await this.snapshot();
+    const now = snap.at.getTime();
+    const leaves = snap.certificates.filter((a) => !a.certificate.isCa);
+    const live = leaves.filter((a) => !a.renewedBy && !a.certificate.revoked && a.certificate.notAfter.getTime() > now);
+    const bySource: Record<string, number> = {};
+    let deployed = 0;
+    let missing = 0;
+    for (const a of snap.certificates) {
+      bySource[a.certificate.source] = (bySource[a.certificate.source] ?? 0) + 1;
+      for (const i of a.installations) i.status === 'present' ? deployed++ : missing++;
+    }
+    const within = (d: number) => live.filter((a) => a.certificate.notAfter.getTime() - now <= d * DAY).length;
+    return {
+      at: snap.at,
+      estate: snap.estate,
+      certificates: snap.certificates.length,
+      leaves: leaves.length,
+      expired: leaves.filter((a) => a.certificate.notAfter.getTime() <= now && !a.renewedBy).length,
+      expiring: { days7: within(7), days30: within(30) },
+      installations: { present: deployed, missing },
+      bySource,
+      soonest: live.slice(0, soonest),
+    };
+  }
+
+  /**
+   * Certificates expiring per bucket of `bucketDays` over the next `days` (leaves that are not
+   * renewed or revoked), by the severity of their worst finding; expired ones in the first bucket.
+   */
+  async timeline(days = 90, bucketDays = 7) {
+    const snap = await this.snapshot();
+    const start = Math.floor(snap.at.getTime() / DAY) * DAY;
+    const n = Math.ceil(days / bucketDays);
+    const buckets = Array.from({ length: n }, (_, i) => ({
+      start: new Date(start + i * bucketDays * DAY),
+      end: new Date(start + (i + 1) * bucketDays * DAY),
+      total: 0,
+      bySeverity: { critical: 0, warning: 0, notice: 0, none: 0 } as Record<Severity | 'none', number>,
+    }));
+    let expired = 0;
+    for (const a of snap.certificates) {
+      const c = a.certificate;
+      if (c.isCa || a.renewedBy || c.revoked) continue;
+      const t = c.notAfter.getTime();
+      if (t <= snap.at.getTime()) {
+        expired++;
+        continue;
+      }
+      const i = Math.floor((t - start) / (bucketDays * DAY));
+      if (i >= n) continue;
+      const worst = a.health.findings.reduce<Severity | 'none'>((w, f) => (order(f.severity) < order(w) ? f.severity : w), 'none');
+      buckets[i]!.total++;
+      buckets[i]!.bySeverity[worst]++;
+    }
+    return { at: snap.at, days, bucketDays, expired, buckets };
+  }
+
+  async forecast(days = 365): Promise<Forecast> {
+    const snap = await this.snapshot();
+    return forecast(snap.certificates, snap.at, days);
+  }
+}
+
+function order(s: Severity | 'none'): number {
+  return s === 'critical' ? 0 : s === 'warning' ? 1 : s === 'notice' ? 2 : 3;
+}
+
+function labelOf(a: AssessedCertificate): string {
+  return a.certificate.names[0] ?? a.certificate.subject;
+}
