@@ -8,7 +8,8 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import path from 'node:path';
 import { createLogger } from '../lib/logger.js';
 import type { ServerConfig } from '../server/config.js';
-import { storeConfigOf } from '../server/main.js';
+import { caExists } from '../server/issuance/ca.js';
+import { caDirOf, storeConfigOf } from '../server/main.js';
 import { openStore } from '../storage/index.js';
 import { EstateView } from '../inventory/estate-view.js';
 import { inventoryLocationOf, openInventory } from '../inventory/inventory.js';
@@ -17,12 +18,13 @@ import { registerManagement } from './api.js';
 export async function serveDashboard(config: ServerConfig, listen: { host: string; port: number }): Promise<{ url: string; close(): Promise<void> }> {
   const log = createLogger({ level: config.log.level });
   const inventory = await openInventory(inventoryLocationOf(config.storage, path.resolve(config.dataDir)));
-  const store = await openStore(storeConfigOf(config));
+  // Without a CA (a data directory used for the inventory only) there are no CA pages.
+  const store = (await caExists(caDirOf(config))) ? await openStore(storeConfigOf(config)) : null;
   const app = Fastify({ loggerInstance: log, return503OnClosing: true }) as unknown as FastifyInstance;
   await registerManagement(app, {
     inventory,
     view: new EstateView(inventory, { now: () => new Date() }),
-    ca: { store },
+    ...(store ? { ca: { store } } : {}),
     logger: log,
     now: () => new Date(),
     secureCookie: false,
@@ -37,7 +39,7 @@ export async function serveDashboard(config: ServerConfig, listen: { host: strin
     async close() {
       await app.close();
       await inventory.close();
-      await store.close();
+      await store?.close();
     },
   };
 }

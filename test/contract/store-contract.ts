@@ -327,6 +327,43 @@ export function runStoreContract(name: string, open: () => Promise<Store>, opts:
       });
     });
 
+    test('management views: accounts, orders and revocations newest first, page by page, equal times included; EAB keys disabled once', async () => {
+      const a = account({ createdAt: at(50 * 86400e3) });
+      await s.createAccount(a);
+      const b = account({ createdAt: at(50 * 86400e3) }); // the same time: the id breaks the tie
+      await s.createAccount(b);
+      for (let i = 0; i < 5; i++) await s.createOrder(order(a.id, [], { createdAt: at(60 * 86400e3 + (i % 2)) }));
+      const walk = async <T extends { id: string }>(fn: (c: string | null, l: number) => Promise<{ items: T[]; next: string | null }>, key: (x: T) => number) => {
+        const seen: T[] = [];
+        let cursor: string | null = null;
+        for (let pages = 0; pages < 1000; pages++) {
+          const p: { items: T[]; next: string | null } = await fn(cursor, 2);
+          seen.push(...p.items);
+          cursor = p.next;
+          if (!cursor) break;
+        }
+        assert.equal(new Set(seen.map((x) => x.id)).size, seen.length, 'no item twice');
+        for (let i = 1; i < seen.length; i++) assert.ok(key(seen[i - 1]!) >= key(seen[i]!), 'newest first');
+        return seen;
+      };
+      const accounts = await walk((c, l) => s.listAccountsNewest(c, l), (x) => x.createdAt.getTime());
+      assert.deepEqual(accounts.slice(0, 2).map((x) => x.id).sort(), [a.id, b.id].sort());
+      const orders = await walk((c, l) => s.listOrdersNewest(c, l), (x) => x.createdAt.getTime());
+      assert.equal(orders.filter((o) => o.accountId === a.id).length, 5);
+      assert.ok(orders.slice(0, 5).every((o) => o.accountId === a.id));
+      const revoked = await walk((c, l) => s.listRevocationsNewest(c, l), (x) => x.revokedAt!.getTime());
+      assert.ok(revoked.every((c) => c.revokedAt !== null && c.der === null));
+      assert.deepEqual(await s.listOrdersNewest('garbage', 3), { items: [], next: null });
+      assert.deepEqual(await s.listAccountsNewest(Buffer.from('[1,2]').toString('base64url'), 3), { items: [], next: null });
+
+      await s.createEabKey({ kid: 'kid-disable', hmacKey: 'k', maxUses: 1, uses: 0, accountIds: [], createdAt: at(0), expiresAt: null, comment: null });
+      assert.equal(await s.disableEabKey('kid-disable', at(1000)), true);
+      assert.equal(await s.disableEabKey('kid-disable', at(2000)), false, 'already ended');
+      assert.equal(await s.disableEabKey('kid-unknown', at(2000)), false);
+      assert.equal((await s.getEabKey('kid-disable'))!.expiresAt!.getTime(), at(1000).getTime());
+      assert.equal(await s.useEabKey('kid-disable', a.id), false, 'a disabled key binds no account');
+    });
+
     test('reusable authorizations: same account, identifier and wildcard flag, valid, recent, not expiring; newest first', async () => {
       const a = account();
       const other = account();
