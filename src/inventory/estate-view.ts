@@ -1,17 +1,18 @@
 /**
- * The estate as the dashboard reads it: one assessment of every certificate (without DER), kept
- * for a few seconds and shared by every request and concurrent caller, from which pages, counts,
- * the expiry timeline and the forecast are cut. For 100,000 certificates a page is a filter and a
- * slice of an array in memory; the assessment itself is rebuilt at most every `maxAgeMs`.
+ * The estate as the dashboard reads it: one assessment of every certificate (without DER), shared
+ * by every request and concurrent caller, from which pages, counts, the expiry timeline and the
+ * forecast are cut. For 100,000 certificates a page is a filter and a slice of an array in memory;
+ * the assessment is rebuilt in the background, in chunks, when it is older than its interval.
  */
-import type { Health, Severity } from './checks.js';
+import { checkCertificate, estateHealth, healthOf, type EstateHealth, type Health, type Severity } from './checks.js';
 import { forecast, type Forecast } from './forecast.js';
-import { assess, type AssessedCertificate } from './inventory.js';
-import type { EstateHealth } from './checks.js';
-import type { CertificateSource, InventoryStore } from './store.js';
+import type { AssessedCertificate } from './inventory.js';
+import type { CertificateSource, Installation, InventoryCertificate, InventoryStore } from './store.js';
 
 export interface EstateSnapshot {
   at: Date;
+  /** The inventory's version when the build began (#version). */
+  version: string;
   certificates: AssessedCertificate[];
   estate: EstateHealth;
   byFingerprint: Map<string, AssessedCertificate>;
@@ -41,33 +42,119 @@ const DAY = 86_400_000;
 export class EstateView {
   #snapshot: EstateSnapshot | null = null;
   #building: Promise<EstateSnapshot> | null = null;
+  /** How long the last build took: a large estate is rebuilt less often (see #interval). */
+  #lastBuildMs = 0;
+  #checkedAt = 0;
 
   constructor(
     private readonly store: InventoryStore,
-    private readonly opts: { now: () => Date; maxAgeMs?: number },
+    private readonly opts: { now: () => Date; maxAgeMs?: number; chunk?: number },
   ) {}
 
-  /** The current snapshot: rebuilt when older than maxAgeMs (default 10 s) or after invalidate(). */
+  /** At least maxAgeMs (default 10 s) between builds, and at least 20 times a build's own length. */
+  #interval(): number {
+    return Math.max(this.opts.maxAgeMs ?? 10_000, 20 * this.#lastBuildMs);
+  }
+
+  /**
+   * The current snapshot. The first call waits for a build; later calls get the snapshot at hand at
+   * once, and one that finds it older than the interval starts a new build in the background
+   * (stale while revalidate), so that no request waits for a large estate to be read again.
+   */
   async snapshot(): Promise<EstateSnapshot> {
     const s = this.#snapshot;
-    if (s && this.opts.now().getTime() - s.at.getTime() < (this.opts.maxAgeMs ?? 10_000)) return s;
+    if (!s) return this.#build();
+    const age = this.opts.now().getTime() - s.at.getTime();
+    let stale = age >= this.#interval();
+    // Something recorded since (an event: a new certificate, a deployment, a revocation)? Two
+    // indexed lookups; for a large estate at most once a second.
+    const t = this.opts.now().getTime();
+    if (!stale && (this.#lastBuildMs < 100 || t - this.#checkedAt >= 1000)) {
+      this.#checkedAt = t;
+      if ((await this.#version()) !== s.version) stale = true;
+    }
+    if (!stale) return s;
+    // A small estate is rebuilt before answering (fresh at a few milliseconds' cost); a large one
+    // answers from the snapshot at hand while the next is built.
+    if (this.#lastBuildMs < 100) return this.#build();
+    void this.#build().catch(() => {});
+    return s;
+  }
+
+  /** What changes when the inventory records something: the newest event and the number of certificates. */
+  async #version(): Promise<string> {
+    const db = this.store.db;
+    const [e, c] = await Promise.all([
+      db.selectFrom('inv_events').select('id').orderBy('id', 'desc').limit(1).executeTakeFirst(),
+      db.selectFrom('inv_certificates').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst(),
+    ]);
+    return `${e?.id ?? ''}/${Number(c?.n ?? 0)}`;
+  }
+
+  /** Starts a build now (at start-up, so that the first page is served from a snapshot). */
+  warm(): void {
+    void this.#build().catch(() => {});
+  }
+
+  /** After a change made here (a revocation): the next read waits for a fresh build. */
+  invalidate(): void {
+    this.#snapshot = null;
+  }
+
+  /**
+   * Reads the estate a page at a time and checks it a chunk at a time, yielding to the event loop
+   * in between: on a server, a build of 100,000 certificates never holds requests up for long.
+   */
+  #build(): Promise<EstateSnapshot> {
     this.#building ??= (async () => {
+      const started = Date.now();
       try {
+        const chunk = this.opts.chunk ?? 2000;
         const now = this.opts.now();
-        const { certificates, estate } = await assess(this.store, now, undefined, { withDer: false });
-        const snap = { at: now, certificates, estate, byFingerprint: new Map(certificates.map((a) => [a.certificate.fingerprint, a])) };
+        const version = await this.#version();
+        const yieldNow = () => new Promise<void>((r) => setImmediate(r));
+        const certs: InventoryCertificate[] = [];
+        for (let after: { notAfter: number; fingerprint: string } | null = null; ; ) {
+          const page = await this.store.listCertificatesPage(after, chunk);
+          certs.push(...page);
+          if (page.length < chunk) break;
+          const last = page[page.length - 1]!;
+          after = { notAfter: last.notAfter.getTime(), fingerprint: last.fingerprint };
+          await yieldNow();
+        }
+        const byCert = new Map<string, Installation[]>();
+        for (let after: string | null = null; ; ) {
+          const page = await this.store.listInstallationsPage(after, chunk);
+          for (const i of page) {
+            if (!i.fingerprint) continue;
+            const list = byCert.get(i.fingerprint);
+            if (list) list.push(i);
+            else byCert.set(i.fingerprint, [i]);
+          }
+          if (page.length < chunk) break;
+          after = page[page.length - 1]!.id;
+          await yieldNow();
+        }
+        await yieldNow();
+        const renewals = await this.store.renewals();
+        const certificates: AssessedCertificate[] = [];
+        for (let i = 0; i < certs.length; i++) {
+          const c = certs[i]!;
+          const installations = byCert.get(c.fingerprint) ?? [];
+          const renewedBy = renewals.get(c.fingerprint) ?? null;
+          const revoked = c.revoked && { ...c.revoked, source: c.revocationCheck?.source ?? null };
+          certificates.push({ certificate: c, installations, renewedBy, health: healthOf(checkCertificate(c, { now, installations, renewedBy, revoked })) });
+          if (i % chunk === chunk - 1) await yieldNow();
+        }
+        const snap = { at: now, version, certificates, estate: estateHealth(certificates.map((a) => a.health)), byFingerprint: new Map(certificates.map((a) => [a.certificate.fingerprint, a])) };
         this.#snapshot = snap;
         return snap;
       } finally {
+        this.#lastBuildMs = Date.now() - started;
         this.#building = null;
       }
     })();
     return this.#building;
-  }
-
-  /** After a change made here (a revocation): the next read rebuilds. */
-  invalidate(): void {
-    this.#snapshot = null;
   }
 
   async page(query: PageQuery): Promise<{ items: AssessedCertificate[]; total: number; offset: number; next: number | null; at: Date }> {

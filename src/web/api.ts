@@ -112,6 +112,8 @@ const STATIC_TYPES: Record<string, string> = {
 export async function registerManagement(app: FastifyInstance, deps: ManagementDeps): Promise<void> {
   const tokens = new TokenStore(deps.inventory.db);
   const audit = new AuditLog(deps.inventory.db);
+  // The estate is read once now, in the background, so that the first page is served at once.
+  deps.view.warm();
 
   await app.register(
     async (api) => {
@@ -210,7 +212,14 @@ export async function registerManagement(app: FastifyInstance, deps: ManagementD
         reply.header('Set-Cookie', `${COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0${deps.secureCookie ? '; Secure' : ''}`);
         return reply.code(204).send();
       });
-      api.get('/me', async (req) => ({ name: req.actor!.name, role: req.actor!.role, ca: deps.ca !== undefined }));
+      // canRevoke: this token may revoke here (an operator or admin, and anvil server rather than
+      // anvil dashboard, which reads the CA's database but has no authority to sign a CRL).
+      api.get('/me', async (req) => ({
+        name: req.actor!.name,
+        role: req.actor!.role,
+        ca: deps.ca !== undefined,
+        canRevoke: deps.ca?.authority !== undefined && roleAtLeast(req.actor!.role, 'operator'),
+      }));
       api.get('/openapi.json', async (_req, reply) => {
         const doc = await readStatic('docs/openapi.json');
         if (!doc) throw new ApiProblem(404, 'Not found', 'docs/openapi.json is not installed');

@@ -79,7 +79,7 @@ describe('anvil token, anvil audit, anvil dashboard', { timeout: 120_000 }, () =
       const base = `http://127.0.0.1:${port}`;
       const me = await fetch(`${base}/api/v1/me`, { headers: { authorization: `Bearer ${admin}` } });
       assert.equal(me.status, 200);
-      assert.deepEqual(await me.json(), { name: 'alice', role: 'admin', ca: true });
+      assert.deepEqual(await me.json(), { name: 'alice', role: 'admin', ca: true, canRevoke: false });
       assert.equal((await fetch(`${base}/api/v1/me`)).status, 401);
       const page = await fetch(`${base}/dashboard/`);
       assert.equal(page.status, 200);

@@ -88,7 +88,7 @@ describe('management API', () => {
 
   test('a viewer reads the summary, the list (searched and filtered), a certificate with its history, the timeline and the forecast', async () => {
     const me = await call('GET', '/api/v1/me', { token: tok.viewer });
-    assert.deepEqual(me.json, { name: 'viewer-1', role: 'viewer', ca: true });
+    assert.deepEqual(me.json, { name: 'viewer-1', role: 'viewer', ca: true, canRevoke: false });
     const s = await call('GET', '/api/v1/summary', { token: tok.viewer });
     assert.equal(s.status, 200);
     assert.equal(s.json.leaves, 2);
