@@ -17,7 +17,7 @@ import { AcmeProblem } from '../protocol/problems.js';
 import type { Authority } from '../server/authority/authority.js';
 import type { Store } from '../storage/store.js';
 import type { Health } from '../inventory/checks.js';
-import { LEVELS } from '../inventory/checks.js';
+import { checkCertificate, healthOf, LEVELS } from '../inventory/checks.js';
 import type { EstateView } from '../inventory/estate-view.js';
 import type { AssessedCertificate } from '../inventory/inventory.js';
 import { assessedJson } from '../inventory/report.js';
@@ -261,7 +261,10 @@ export async function registerManagement(app: FastifyInstance, deps: ManagementD
         if (!c) throw new ApiProblem(404, 'Not found', 'no certificate with this fingerprint in the inventory');
         const assessed = snap.byFingerprint.get(fp);
         const installations = await deps.inventory.listInstallations(fp);
-        const base = assessed ? { ...assessed, certificate: c, installations } : { certificate: c, installations, renewedBy: null, health: { level: 'good' as const, score: 100, findings: [] } };
+        // Checked now, with its places as they are now (a renewal is known from the snapshot).
+        const renewedBy = assessed?.renewedBy ?? null;
+        const revoked = c.revoked && { ...c.revoked, source: c.revocationCheck?.source ?? null };
+        const base = { certificate: c, installations, renewedBy, health: healthOf(checkCertificate(c, { now: deps.now(), installations, renewedBy, revoked })) };
         const events = await deps.inventory.listEvents({ fingerprint: fp, limit: 500 });
         return {
           ...assessedJson(base),
