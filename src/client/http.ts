@@ -288,8 +288,11 @@ export function boundedAgent(o: { ca?: string; timeoutMs: number }): Dispatcher 
 }
 
 /**
- * One bounded HTTP exchange outside ACME (OCSP, CRLs): no redirects, a size cap, a deadline, and
- * only a 200 counts. Errors are AcmeClientError: TIMEOUT, NETWORK, RESPONSE_TOO_LARGE, BAD_RESPONSE.
+ * One bounded HTTP exchange outside ACME (OCSP, CRLs): a size cap, a deadline, and only a 200
+ * counts. Redirects are not followed unless `follow` says how many (GET: 301, 302, 303, 307, 308;
+ * POST: 307 and 308 only, which keep the method and body); each hop must be http or https and
+ * pass `follow.check` (which throws to refuse it). Errors are AcmeClientError: TIMEOUT, NETWORK,
+ * RESPONSE_TOO_LARGE, BAD_RESPONSE.
  */
 export async function fetchBounded(
   dispatcher: Dispatcher,
@@ -297,25 +300,45 @@ export async function fetchBounded(
   init: { method: 'GET' | 'POST'; body?: Buffer; contentType?: string; accept: string },
   maxBytes: number,
   deadline: number,
+  follow?: { maxRedirects: number; check?(url: string): void },
 ): Promise<Buffer> {
-  const left = deadline - Date.now();
-  if (left <= 0) throw new AcmeClientError('TIMEOUT', `${url}: no time left`);
   let res: Dispatcher.ResponseData;
-  try {
-    res = await request(url, {
-      method: init.method,
-      dispatcher,
-      headers: { accept: init.accept, 'user-agent': 'anvil-client/0.1', ...(init.contentType ? { 'content-type': init.contentType } : {}) },
-      ...(init.body ? { body: init.body } : {}),
-      signal: AbortSignal.timeout(left),
-    });
-  } catch (e) {
-    const name = (e as { name?: string }).name;
-    if (name === 'TimeoutError' || name === 'AbortError') throw new AcmeClientError('TIMEOUT', 'timed out', { cause: e });
-    throw new AcmeClientError('NETWORK', `request failed: ${(e as Error).message}`, { cause: e });
+  for (let hop = 0; ; hop++) {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new AcmeClientError('TIMEOUT', `${url}: no time left`);
+    try {
+      res = await request(url, {
+        method: init.method,
+        dispatcher,
+        headers: { accept: init.accept, 'user-agent': 'anvil-client/0.1', ...(init.contentType ? { 'content-type': init.contentType } : {}) },
+        ...(init.body ? { body: init.body } : {}),
+        signal: AbortSignal.timeout(left),
+      });
+    } catch (e) {
+      const name = (e as { name?: string }).name;
+      if (name === 'TimeoutError' || name === 'AbortError') throw new AcmeClientError('TIMEOUT', 'timed out', { cause: e });
+      throw new AcmeClientError('NETWORK', `request failed: ${(e as Error).message}`, { cause: e });
+    }
+    // A body we stop reading is destroyed, which undici reports as an 'error' event: swallow it.
+    res.body.on('error', () => undefined);
+    const redirect = init.method === 'GET' ? [301, 302, 303, 307, 308] : [307, 308];
+    const location = res.headers.location;
+    if (follow && redirect.includes(res.statusCode) && typeof location === 'string') {
+      res.body.destroy();
+      if (hop >= follow.maxRedirects) throw new AcmeClientError('BAD_RESPONSE', `HTTP ${res.statusCode}: more than ${follow.maxRedirects} redirect(s)`);
+      let next: URL;
+      try {
+        next = new URL(location, url);
+      } catch {
+        throw new AcmeClientError('BAD_RESPONSE', `HTTP ${res.statusCode} to a Location that is not a URL`);
+      }
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new AcmeClientError('BAD_RESPONSE', `HTTP ${res.statusCode} to a ${next.protocol} URL (only http and https are followed)`);
+      follow.check?.(next.href);
+      url = next.href;
+      continue;
+    }
+    break;
   }
-  // A body we stop reading is destroyed, which undici reports as an 'error' event: swallow it.
-  res.body.on('error', () => undefined);
   if (res.statusCode !== 200) {
     res.body.destroy();
     throw new AcmeClientError('BAD_RESPONSE', `HTTP ${res.statusCode}`);

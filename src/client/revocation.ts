@@ -5,7 +5,8 @@
  * that are fresh. Everything else gives 'unknown' with the reasons in `detail`: never 'good' on a
  * guess. The renewal engine renews at once on 'revoked'.
  *
- * The requests themselves go through client/http.ts fetchBounded (no redirects, size caps, deadline),
+ * The requests themselves go through client/http.ts fetchBounded (no redirects unless a checker's
+ * maxRedirects allows some, each hop checked like the first URL; size caps; deadline),
  * and only to public addresses unless `allowPrivateAddresses` (the URLs come from the certificate,
  * i.e. from whoever issued it: without the check they are a blind SSRF into the client's network).
  */
@@ -62,6 +63,47 @@ export interface RevocationCheckResult {
   reason?: number;
   /** Why the answer is 'unknown' (every source tried), or which URL answered. */
   detail?: string;
+  /** The URL whose answer decided. */
+  url?: string;
+  /** Each answer that could not be used, in the order tried (also before a later source decided). */
+  problems?: RevocationProblem[];
+}
+
+/** Why an answer could not be used, as a closed set callers can count and switch on. */
+export type RevocationProblemKind =
+  /** The URL is not http(s), or its address is refused by the address policy. */
+  | 'refused'
+  | 'timeout'
+  | 'network'
+  /** Not 200 (or too many redirects). */
+  | 'http-status'
+  | 'too-large'
+  /** The answer does not parse. */
+  | 'malformed'
+  /** The OCSP responder answered an error status (tryLater, unauthorized, ...). */
+  | 'responder-error'
+  /** Not signed by the issuer (or, for OCSP, by a responder it delegated to). */
+  | 'signature'
+  /** Signed, but about something else: another certificate, issuer, distribution point, or another request's nonce. */
+  | 'mismatch'
+  /** Past its nextUpdate, or thisUpdate in the future. */
+  | 'stale'
+  /** The OCSP responder does not know the certificate. */
+  | 'unknown-certificate'
+  /** A CRL feature this checker does not handle (an unknown critical extension, a relative name). */
+  | 'unsupported'
+  /** The certificates given cannot be used (the issuer did not sign the leaf, a PEM that does not parse). */
+  | 'issuer'
+  /** The certificate names no http(s) OCSP responder and no CRL distribution point. */
+  | 'no-url'
+  | 'other';
+
+export interface RevocationProblem {
+  /** null: about the inputs, before any source was asked. */
+  source: 'ocsp' | 'crl' | null;
+  url: string | null;
+  kind: RevocationProblemKind;
+  message: string;
 }
 
 export interface RevocationCheckOptions {
@@ -112,7 +154,14 @@ const HASHES: Record<string, string> = { [SHA1]: 'sha1', '2.16.840.1.101.3.4.2.1
 /** Signature algorithms we verify: OID -> digest (null: built into the algorithm). */
 const SIGNATURES = SIGNATURE_DIGESTS;
 
-class Unusable extends Error {}
+class Unusable extends Error {
+  constructor(
+    message: string,
+    readonly kind: RevocationProblemKind = 'malformed',
+  ) {
+    super(message);
+  }
+}
 
 interface Parsed {
   leaf: Certificate;
@@ -126,7 +175,7 @@ interface Parsed {
 
 function pemToDer(pem: string, what: string): Buffer {
   const m = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(pem);
-  if (!m) throw new Unusable(`the ${what} is not a PEM certificate`);
+  if (!m) throw new Unusable(`the ${what} is not a PEM certificate`, 'issuer');
   return Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64');
 }
 
@@ -178,11 +227,11 @@ function parseInputs(leafPem: string, issuerPem: string): Parsed {
     leaf = AsnConvert.parse(pemToDer(leafPem, 'certificate'), Certificate);
     ({ issuer, issuerKey } = parseIssuer(issuerPem));
   } catch (e) {
-    throw e instanceof Unusable ? e : new Unusable(`a certificate does not parse: ${(e as Error).message}`);
+    throw e instanceof Unusable ? e : new Unusable(`a certificate does not parse: ${(e as Error).message}`, 'issuer');
   }
   // CertIDs and CRL signatures are only meaningful for the real issuer: check it signed the leaf.
   if (!verifySignature(leaf.signatureAlgorithm, leaf.tbsCertificateRaw ?? AsnConvert.serialize(leaf.tbsCertificate), leaf.signatureValue, issuerKey)) {
-    throw new Unusable('the issuer certificate given did not sign this certificate');
+    throw new Unusable('the issuer certificate given did not sign this certificate', 'issuer');
   }
   return {
     leaf,
@@ -262,11 +311,11 @@ function checkUrlHost(url: string, allowPrivate: boolean): void {
     // The WHATWG parser (the one undici uses) normalises 0x7f.1, 2130706433 and the like to 127.0.0.1.
     host = new URL(url).hostname.replace(/^\[(.*)\]$/, '$1');
   } catch {
-    throw new Unusable('not a URL');
+    throw new Unusable('not a URL', 'refused');
   }
   if (!isIP(host)) return;
   const why = refusedAddress(host, allowPrivate);
-  if (why) throw new Unusable(`not fetched: ${why}${allowPrivate ? '' : PRIVATE_HINT}`);
+  if (why) throw new Unusable(`not fetched: ${why}${allowPrivate ? '' : PRIVATE_HINT}`, 'refused');
 }
 
 /**
@@ -293,8 +342,9 @@ function guardedLookup(allowPrivate: boolean): LookupFunction {
 }
 
 /** fetchBounded's connection pool (client/http.ts boundedAgent) with the guarded lookup. */
-function revocationAgent(o: { ca?: string; timeoutMs: number; allowPrivate: boolean }): Dispatcher {
+function revocationAgent(o: { ca?: string; timeoutMs: number; allowPrivate: boolean; connections?: number }): Dispatcher {
   return new Agent({
+    ...(o.connections ? { connections: o.connections } : {}),
     connect: { ...(o.ca ? { ca: o.ca } : {}), timeout: o.timeoutMs, lookup: guardedLookup(o.allowPrivate) },
     headersTimeout: o.timeoutMs,
     bodyTimeout: o.timeoutMs,
@@ -304,13 +354,17 @@ function revocationAgent(o: { ca?: string; timeoutMs: number; allowPrivate: bool
 interface Env {
   dispatcher: Dispatcher;
   allowPrivate: boolean;
+  /** Largest CRL read (default CRL_MAX_BYTES). */
+  crlMaxBytes?: number;
+  /** Redirects followed per request (default none). */
+  maxRedirects?: number;
   /** The CRL at `url`, fetched and scanned (createRevocationChecker shares and keeps them). */
   crl(url: string, deadline: number): Promise<ScannedCrl>;
 }
 
 /** http.ts fetchBounded, with its errors as reasons for 'unknown'. */
 async function fetchOrUnusable(
-  env: Pick<Env, 'dispatcher' | 'allowPrivate'>,
+  env: Pick<Env, 'dispatcher' | 'allowPrivate' | 'maxRedirects'>,
   url: string,
   init: { method: 'GET' | 'POST'; body?: Buffer; contentType?: string; accept: string },
   maxBytes: number,
@@ -318,14 +372,23 @@ async function fetchOrUnusable(
 ): Promise<Buffer> {
   checkUrlHost(url, env.allowPrivate);
   try {
-    return await fetchBounded(env.dispatcher, url, init, maxBytes, deadline);
+    // Each hop of a redirect passes the same address check as the first URL.
+    const follow = env.maxRedirects ? { maxRedirects: env.maxRedirects, check: (u: string) => checkUrlHost(u, env.allowPrivate) } : undefined;
+    return await fetchBounded(env.dispatcher, url, init, maxBytes, deadline, follow);
   } catch (e) {
+    if (e instanceof Unusable) throw e;
     // guardedLookup's refusal, however deep undici wrapped it.
     for (let c: unknown = e; c instanceof Error; c = c.cause) {
       const refused = /not fetched: .*/.exec(c.message);
-      if (refused) throw new Unusable(refused[0]);
+      if (refused) throw new Unusable(refused[0], 'refused');
     }
-    throw new Unusable(e instanceof AcmeClientError ? e.message : `request failed: ${(e as Error).message}`);
+    if (!(e instanceof AcmeClientError)) throw new Unusable(`request failed: ${(e as Error).message}`, 'network');
+    // undici's own timers (connect, headers, body) are timeouts too, not other network failures.
+    for (let c: unknown = e; c instanceof Error; c = c.cause) {
+      if (/^UND_ERR_(CONNECT|HEADERS|BODY)_TIMEOUT$/.test(String((c as { code?: unknown }).code))) throw new Unusable(e.message, 'timeout');
+    }
+    const kinds: Record<string, RevocationProblemKind> = { TIMEOUT: 'timeout', NETWORK: 'network', RESPONSE_TOO_LARGE: 'too-large', BAD_RESPONSE: 'http-status' };
+    throw new Unusable(e.message, kinds[e.code] ?? 'network');
   }
 }
 
@@ -389,7 +452,7 @@ async function checkOcsp(p: Parsed, url: string, env: Env, deadline: number): Pr
   let basic: BasicOCSPResponse;
   try {
     resp = AsnConvert.parse(body, OCSPResponse);
-    if (resp.responseStatus !== OCSPResponseStatus.successful) throw new Unusable(`the responder answered ${OCSPResponseStatus[resp.responseStatus] ?? resp.responseStatus}`);
+    if (resp.responseStatus !== OCSPResponseStatus.successful) throw new Unusable(`the responder answered ${OCSPResponseStatus[resp.responseStatus] ?? resp.responseStatus}`, 'responder-error');
     if (!resp.responseBytes || resp.responseBytes.responseType !== id_pkix_ocsp_basic) throw new Unusable('the answer is not a basic OCSP response');
     basic = AsnConvert.parse(resp.responseBytes.response.buffer, BasicOCSPResponse);
   } catch (e) {
@@ -398,26 +461,26 @@ async function checkOcsp(p: Parsed, url: string, env: Env, deadline: number): Pr
   const now = Date.now();
   const tbs = basic.tbsResponseDataRaw ?? AsnConvert.serialize(basic.tbsResponseData);
   if (!ocspSigners(basic, p, now).some((k) => verifySignature(basic.signatureAlgorithm, tbs, basic.signature, k))) {
-    throw new Unusable('the response is not signed by the issuer or a responder it authorised');
+    throw new Unusable('the response is not signed by the issuer or a responder it authorised', 'signature');
   }
   const data = basic.tbsResponseData;
   const echoed = ext(data.responseExtensions, id_pkix_ocsp_nonce);
   // A response without our nonce may be a pre-signed one (RFC 5019), acceptable when fresh; one
   // with another nonce is a replay.
   if (echoed && !Buffer.from(echoed.extnValue.buffer).equals(Buffer.from(AsnConvert.serialize(new OctetString(nonce))))) {
-    throw new Unusable('the response carries a different nonce than the request (a replay?)');
+    throw new Unusable('the response carries a different nonce than the request (a replay?)', 'mismatch');
   }
   const single = data.responses.find((r) => certIdMatches(r.certID, p));
-  if (!single) throw new Unusable('the response does not answer for this certificate');
+  if (!single) throw new Unusable('the response does not answer for this certificate', 'mismatch');
   const stale = fresh(single.thisUpdate, single.nextUpdate, now);
-  if (stale) throw new Unusable(`the response is not fresh: ${stale}`);
+  if (stale) throw new Unusable(`the response is not fresh: ${stale}`, 'stale');
   const st = single.certStatus;
   if (st.revoked) {
     const reason = st.revoked.revocationReason?.reason;
-    return { status: 'revoked', source: 'ocsp', revokedAt: st.revoked.revocationTime, ...(reason !== undefined ? { reason } : {}), detail: `OCSP ${url}` };
+    return { status: 'revoked', source: 'ocsp', revokedAt: st.revoked.revocationTime, ...(reason !== undefined ? { reason } : {}), url, detail: `OCSP ${url}` };
   }
-  if (st.good !== undefined) return { status: 'good', source: 'ocsp', detail: `OCSP ${url}` };
-  throw new Unusable('the responder does not know this certificate (unknown)');
+  if (st.good !== undefined) return { status: 'good', source: 'ocsp', url, detail: `OCSP ${url}` };
+  throw new Unusable('the responder does not know this certificate (unknown)', 'unknown-certificate');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -504,8 +567,8 @@ function scanCrl(der: Buffer): ScannedCrl {
 }
 
 /** Fetches and scans the CRL at `url` (one check's own copy; createRevocationChecker shares them). */
-async function fetchCrl(env: Pick<Env, 'dispatcher' | 'allowPrivate'>, url: string, deadline: number): Promise<ScannedCrl> {
-  let body = await fetchOrUnusable(env, url, { method: 'GET', accept: 'application/pkix-crl' }, CRL_MAX_BYTES, deadline);
+async function fetchCrl(env: Pick<Env, 'dispatcher' | 'allowPrivate' | 'crlMaxBytes' | 'maxRedirects'>, url: string, deadline: number): Promise<ScannedCrl> {
+  let body = await fetchOrUnusable(env, url, { method: 'GET', accept: 'application/pkix-crl' }, env.crlMaxBytes ?? CRL_MAX_BYTES, deadline);
   // RFC 5280 §4.2.1.13 says DER; some servers send PEM.
   if (body.subarray(0, 10).toString('latin1') === '-----BEGIN') {
     const pem = /-----BEGIN X509 CRL-----([\s\S]+?)-----END X509 CRL-----/.exec(body.toString('latin1'));
@@ -523,14 +586,14 @@ function keepUntil(crl: ScannedCrl, now: number): number {
 async function checkCrl(p: Parsed, point: CrlPoint, env: Env, deadline: number): Promise<RevocationCheckResult> {
   const { url } = point;
   const crl = await env.crl(url, deadline);
-  if (!crl.issuerDer.equals(p.issuerNameDer)) throw new Unusable("the CRL's issuer is not the certificate's issuer");
+  if (!crl.issuerDer.equals(p.issuerNameDer)) throw new Unusable("the CRL's issuer is not the certificate's issuer", 'mismatch');
   const keyId = p.issuerKeyBits.toString('base64');
   let signed = crl.verified.get(keyId);
   if (signed === undefined) {
     signed = verifySignature(crl.signatureAlgorithm, crl.tbs, crl.signature, p.issuerKey);
     crl.verified.set(keyId, signed);
   }
-  if (!signed) throw new Unusable('the CRL is not signed by the issuer');
+  if (!signed) throw new Unusable('the CRL is not signed by the issuer', 'signature');
   // RFC 5280 §5.2: a CRL with a critical extension we do not understand must not be used.
   for (const e of crl.extensions) {
     if (e.extnID === id_ce_issuingDistributionPoint) {
@@ -543,26 +606,26 @@ async function checkCrl(p: Parsed, point: CrlPoint, env: Env, deadline: number):
         idp.onlySomeReasons && 'onlySomeReasons',
         idp.indirectCRL && 'indirectCRL',
       ].filter(Boolean);
-      if (scope.length) throw new Unusable(`the CRL is scoped to other certificates or reasons (issuing distribution point: ${scope.join(', ')})`);
+      if (scope.length) throw new Unusable(`the CRL is scoped to other certificates or reasons (issuing distribution point: ${scope.join(', ')})`, 'mismatch');
       // RFC 5280 §6.3.3 (b)(2)(i): "If the distribution point name is present in the IDP CRL
       // extension and the distribution field is present in the DP, then verify that one of the
       // names in the IDP matches one of the names in the DP." Otherwise this is another shard.
       const dpn = idp.distributionPoint;
       if (dpn) {
-        if (!dpn.fullName) throw new Unusable('the CRL names its distribution point relative to its issuer, which this client cannot match to the certificate');
+        if (!dpn.fullName) throw new Unusable('the CRL names its distribution point relative to its issuer, which this client cannot match to the certificate', 'unsupported');
         const names = dpn.fullName.flatMap((n) => (n.uniformResourceIdentifier ? [n.uniformResourceIdentifier] : []));
         if (!names.some((n) => n === url || point.names.includes(n))) {
-          throw new Unusable(`the CRL is for another distribution point (${names.join(', ') || 'no URI'}), not the certificate's`);
+          throw new Unusable(`the CRL is for another distribution point (${names.join(', ') || 'no URI'}), not the certificate's`, 'mismatch');
         }
       }
     } else if (e.critical && e.extnID !== '2.5.29.20' && e.extnID !== '2.5.29.35') {
-      throw new Unusable(`the CRL has a critical extension ${e.extnID} this client does not understand (a delta CRL?)`);
+      throw new Unusable(`the CRL has a critical extension ${e.extnID} this client does not understand (a delta CRL?)`, 'unsupported');
     }
   }
   const stale = fresh(crl.thisUpdate, crl.nextUpdate, Date.now());
-  if (stale) throw new Unusable(`the CRL is not fresh: ${stale}`);
+  if (stale) throw new Unusable(`the CRL is not fresh: ${stale}`, 'stale');
   const at = crl.entries.get(p.serial.toString('hex'));
-  if (at === undefined) return { status: 'good', source: 'crl', detail: `CRL ${url}` };
+  if (at === undefined) return { status: 'good', source: 'crl', url, detail: `CRL ${url}` };
   let r: RevokedCertificate;
   try {
     const e = readTlv(crl.der, at, crl.der.length);
@@ -573,8 +636,8 @@ async function checkCrl(p: Parsed, point: CrlPoint, env: Env, deadline: number):
   const re = ext(r.crlEntryExtensions, id_ce_cRLReasons);
   const reason = re ? AsnConvert.parse(re.extnValue.buffer, CRLReason).reason : undefined;
   // removeFromCRL (8) only appears in delta CRLs: the certificate is no longer on hold.
-  if (reason === 8) return { status: 'good', source: 'crl', detail: `CRL ${url}` };
-  return { status: 'revoked', source: 'crl', revokedAt: r.revocationDate.getTime(), ...(reason !== undefined ? { reason } : {}), detail: `CRL ${url}` };
+  if (reason === 8) return { status: 'good', source: 'crl', url, detail: `CRL ${url}` };
+  return { status: 'revoked', source: 'crl', revokedAt: r.revocationDate.getTime(), ...(reason !== undefined ? { reason } : {}), url, detail: `CRL ${url}` };
 }
 
 /**
@@ -603,36 +666,45 @@ async function check(leafPem: string, issuerPem: string, timeoutMs: number, env:
     p = parseInputs(leafPem, issuerPem);
     urls = urlsOf(p);
   } catch (e) {
-    return { status: 'unknown', source: null, detail: e instanceof Unusable ? e.message : `the certificates cannot be read: ${(e as Error).message}` };
+    const detail = e instanceof Unusable ? e.message : `the certificates cannot be read: ${(e as Error).message}`;
+    return { status: 'unknown', source: null, detail, problems: [{ source: null, url: null, kind: 'issuer', message: detail }] };
   }
   if (!urls.ocsp.length && !urls.crl.length) {
-    return { status: 'unknown', source: null, detail: 'the certificate names no http(s) OCSP responder and no CRL distribution point' };
+    const detail = 'the certificate names no http(s) OCSP responder and no CRL distribution point';
+    return { status: 'unknown', source: null, detail, problems: [{ source: null, url: null, kind: 'no-url', message: detail }] };
   }
   const why: string[] = [];
+  const problems: RevocationProblem[] = [];
+  const failed = (source: 'ocsp' | 'crl', url: string, e: unknown) => {
+    const message = e instanceof Unusable ? e.message : `failed: ${(e as Error).message}`;
+    why.push(`${source.toUpperCase()} ${url}: ${message}`);
+    problems.push({ source, url, kind: e instanceof Unusable ? e.kind : 'other', message });
+  };
+  const withProblems = (r: RevocationCheckResult) => (problems.length ? { ...r, problems } : r);
   for (const url of urls.ocsp) {
     try {
-      return await checkOcsp(p, url, env, deadline);
+      return withProblems(await checkOcsp(p, url, env, deadline));
     } catch (e) {
-      why.push(`OCSP ${url}: ${e instanceof Unusable ? e.message : `failed: ${(e as Error).message}`}`);
+      failed('ocsp', url, e);
     }
   }
   for (const point of urls.crl) {
     try {
-      return await checkCrl(p, point, env, deadline);
+      return withProblems(await checkCrl(p, point, env, deadline));
     } catch (e) {
-      why.push(`CRL ${point.url}: ${e instanceof Unusable ? e.message : `failed: ${(e as Error).message}`}`);
+      failed('crl', point.url, e);
     }
   }
-  return { status: 'unknown', source: null, detail: why.join('; ') };
+  return { status: 'unknown', source: null, detail: why.join('; '), problems };
 }
 
 /** `promise`, or Unusable once `deadline` passes (a check waiting for a CRL another check fetches). */
 async function byDeadline<T>(promise: Promise<T>, deadline: number): Promise<T> {
   const left = deadline - Date.now();
-  if (left <= 0) throw new Unusable('no time left');
+  if (left <= 0) throw new Unusable('no time left', 'timeout');
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Unusable('timed out')), left)))]);
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Unusable('timed out', 'timeout')), left)))]);
   } finally {
     clearTimeout(timer);
   }
@@ -646,6 +718,12 @@ export interface RevocationCheckerOptions {
    * own `allowPrivateAddresses` overrides it. See RevocationCheckOptions.allowPrivateAddresses.
    */
   allowPrivateAddresses?: boolean;
+  /** Largest CRL read, in bytes (default 10 MiB). */
+  crlMaxBytes?: number;
+  /** Redirects followed per request, each hop checked like the first URL (default 0: none). */
+  maxRedirects?: number;
+  /** Connections per origin (scheme, host, port) at a time: politeness to each responder (default: no limit). */
+  connectionsPerOrigin?: number;
 }
 
 /**
@@ -667,6 +745,12 @@ export interface RevocationCheckerOptions {
  */
 export function createRevocationChecker(o: RevocationCheckerOptions = {}): {
   check: (leafPem: string, issuerPem: string, opts?: RevocationCheckOptions) => Promise<RevocationCheckResult>;
+  /**
+   * A certificate at `url` (an AIA caIssuers URL: DER, or PEM whose first CERTIFICATE block is
+   * taken), fetched like OCSP and CRLs (same pools, address policy, redirects), at most `maxBytes`
+   * (default 64 KiB). Throws an error with a `kind` (RevocationProblemKind) when it cannot.
+   */
+  fetchCertificate(url: string, opts?: { timeoutMs?: number; maxBytes?: number; allowPrivateAddresses?: boolean; ca?: string }): Promise<Buffer>;
   close(): Promise<void>;
 } {
   const pools = new Map<string, Dispatcher>();
@@ -709,19 +793,49 @@ export function createRevocationChecker(o: RevocationCheckerOptions = {}): {
     return byDeadline(entry.scanned, deadline);
   };
 
+  const pool = (allowPrivate: boolean, ca: string | undefined, timeoutMs: number) => {
+    const poolKey = `${allowPrivate ? 'private' : 'public'}\n${ca ?? ''}`;
+    let dispatcher = pools.get(poolKey);
+    if (!dispatcher) {
+      dispatcher = revocationAgent({ ...(ca ? { ca } : {}), timeoutMs: o.timeoutMs ?? timeoutMs, allowPrivate, ...(o.connectionsPerOrigin ? { connections: o.connectionsPerOrigin } : {}) });
+      pools.set(poolKey, dispatcher);
+    }
+    return { poolKey, dispatcher };
+  };
+  const limits = { ...(o.crlMaxBytes ? { crlMaxBytes: o.crlMaxBytes } : {}), ...(o.maxRedirects ? { maxRedirects: o.maxRedirects } : {}) };
+
   return {
     check(leafPem, issuerPem, opts = {}) {
       const allowPrivate = opts.allowPrivateAddresses ?? o.allowPrivateAddresses ?? false;
       const timeoutMs = opts.timeoutMs ?? o.timeoutMs ?? 15_000;
       if (opts.dispatcher) return checkRevocation(leafPem, issuerPem, { ...opts, allowPrivateAddresses: allowPrivate, timeoutMs });
-      const poolKey = `${allowPrivate ? 'private' : 'public'}\n${opts.ca ?? ''}`;
-      let dispatcher = pools.get(poolKey);
-      if (!dispatcher) {
-        dispatcher = revocationAgent({ ...(opts.ca ? { ca: opts.ca } : {}), timeoutMs: o.timeoutMs ?? timeoutMs, allowPrivate });
-        pools.set(poolKey, dispatcher);
-      }
-      const env: Env = { dispatcher, allowPrivate, crl: (url, deadline) => sharedCrl(poolKey, env, url, deadline) };
+      const { poolKey, dispatcher } = pool(allowPrivate, opts.ca, timeoutMs);
+      const env: Env = { dispatcher, allowPrivate, ...limits, crl: (url, deadline) => sharedCrl(poolKey, env, url, deadline) };
       return check(leafPem, issuerPem, timeoutMs, env);
+    },
+    async fetchCertificate(url, opts = {}) {
+      const allowPrivate = opts.allowPrivateAddresses ?? o.allowPrivateAddresses ?? false;
+      const timeoutMs = opts.timeoutMs ?? o.timeoutMs ?? 15_000;
+      if (!/^https?:\/\//i.test(url)) throw Object.assign(new Error('only http and https URLs are fetched'), { kind: 'refused' as RevocationProblemKind });
+      const { dispatcher } = pool(allowPrivate, opts.ca, timeoutMs);
+      try {
+        const body = await fetchOrUnusable(
+          { dispatcher, allowPrivate, ...limits },
+          url,
+          { method: 'GET', accept: 'application/pkix-cert, application/x-x509-ca-cert, application/x-pem-file' },
+          opts.maxBytes ?? 64 * 1024,
+          Date.now() + timeoutMs,
+        );
+        if (body.subarray(0, 64).toString('latin1').includes('-----BEGIN')) {
+          const m = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(body.toString('latin1'));
+          if (!m) throw new Unusable('a PEM answer without a CERTIFICATE block', 'malformed');
+          return Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64');
+        }
+        return body;
+      } catch (e) {
+        if (e instanceof Unusable) throw Object.assign(new Error(e.message), { kind: e.kind });
+        throw e;
+      }
     },
     async close() {
       closed = true;

@@ -59,7 +59,8 @@ export interface CheckContext {
   installations: readonly InstallationState[];
   /** A newer certificate for the same names, when the inventory holds one. */
   renewedBy?: { fingerprint: string; notBefore: Date } | null;
-  revoked?: { at: Date; reason: number | null } | null;
+  /** `source`: the CRL/OCSP look that found it (src/inventory/revocation.ts); absent or null: the CA's database. */
+  revoked?: { at: Date; reason: number | null; source?: 'ocsp' | 'crl' | null } | null;
 }
 
 export interface Thresholds {
@@ -120,7 +121,7 @@ export function checkCertificate(c: CertificateFacts, ctx: CheckContext, t: Thre
     out.push({
       check: 'revoked',
       severity: deployed ? 'critical' : 'notice',
-      message: `revoked ${ctx.revoked.at.toISOString()}${ctx.revoked.reason !== null ? ` (reason ${ctx.revoked.reason})` : ''}${deployed ? ', still deployed' : ''}`,
+      message: `revoked ${ctx.revoked.at.toISOString()}${ctx.revoked.reason !== null ? ` (reason ${ctx.revoked.reason})` : ''}${ctx.revoked.source ? `, per ${ctx.revoked.source.toUpperCase()}` : ''}${deployed ? ', still deployed' : ''}`,
     });
   }
 

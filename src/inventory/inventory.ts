@@ -144,8 +144,13 @@ export interface AssessedCertificate {
 }
 
 /** Every certificate with its installations and health, soonest expiry first; and the estate's health. */
-export async function assess(store: InventoryStore, now: Date, thresholds: Thresholds = DEFAULT_THRESHOLDS): Promise<{ certificates: AssessedCertificate[]; estate: EstateHealth }> {
-  const [certs, installations, renewals] = await Promise.all([store.listCertificates(), store.listInstallations(), store.renewals()]);
+export async function assess(
+  store: InventoryStore,
+  now: Date,
+  thresholds: Thresholds = DEFAULT_THRESHOLDS,
+  opts: { withDer?: boolean } = {},
+): Promise<{ certificates: AssessedCertificate[]; estate: EstateHealth }> {
+  const [certs, installations, renewals] = await Promise.all([store.listCertificates(opts), store.listInstallations(), store.renewals()]);
   const byCert = new Map<string, Installation[]>();
   for (const i of installations) {
     if (!i.fingerprint) continue;
@@ -156,7 +161,7 @@ export async function assess(store: InventoryStore, now: Date, thresholds: Thres
   const out = certs.map((c) => {
     const inst = byCert.get(c.fingerprint) ?? [];
     const renewedBy = renewals.get(c.fingerprint) ?? null;
-    const findings = checkCertificate(c, { now, installations: inst, renewedBy, revoked: c.revoked }, thresholds);
+    const findings = checkCertificate(c, { now, installations: inst, renewedBy, revoked: c.revoked && { ...c.revoked, source: c.revocationCheck?.source ?? null } }, thresholds);
     return { certificate: c, installations: inst, renewedBy, health: healthOf(findings) };
   });
   return { certificates: out, estate: estateHealth(out.map((a) => a.health)) };

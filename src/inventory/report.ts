@@ -85,6 +85,7 @@ export function assessedJson(a: AssessedCertificate) {
     source: c.source,
     profile: c.profile,
     revoked: c.revoked ? { at: c.revoked.at.toISOString(), reason: c.revoked.reason } : null,
+    revocationCheck: c.revocationCheck ? { checkedAt: c.revocationCheck.checkedAt.toISOString(), source: c.revocationCheck.source, error: c.revocationCheck.error } : null,
     firstSeen: c.firstSeen.toISOString(),
     lastSeen: c.lastSeen.toISOString(),
     renewedBy: a.renewedBy?.fingerprint ?? null,
@@ -119,6 +120,11 @@ export function showText(a: AssessedCertificate, events: readonly InventoryEvent
     `source       ${c.source}${c.profile ? `, profile ${c.profile}` : ''}; first seen ${c.firstSeen.toISOString()}, last seen ${c.lastSeen.toISOString()}`,
   ];
   if (c.revoked) out.push(`revoked      ${c.revoked.at.toISOString()}${c.revoked.reason !== null ? ` (reason ${c.revoked.reason})` : ''}`);
+  const rc = c.revocationCheck;
+  if (rc) {
+    const verdict = rc.source ? `${rc.source.toUpperCase()} answered${c.revoked ? '' : ' good'}` : `could not tell: ${rc.error ?? 'no answer'}`;
+    out.push(`revocation   checked ${rc.checkedAt.toISOString()}: ${verdict}`);
+  }
   if (a.renewedBy) out.push(`renewed by   ${a.renewedBy.fingerprint} (${a.renewedBy.notBefore.toISOString()})`);
   out.push('', `health       ${a.health.level} (score ${a.health.score})`);
   for (const f of a.health.findings) out.push(`  ${pad(f.severity, 8)}  ${f.check}: ${f.message}`);

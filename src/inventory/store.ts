@@ -32,6 +32,8 @@ export interface InventoryCertificate extends CertificateFacts {
   revoked: { at: Date; reason: number | null } | null;
   firstSeen: Date;
   lastSeen: Date;
+  /** The last CRL/OCSP look (src/inventory/revocation.ts); absent: never looked. */
+  revocationCheck?: { checkedAt: Date; source: 'ocsp' | 'crl' | null; error: string | null };
 }
 
 export interface Installation extends InstallationState {
@@ -265,6 +267,8 @@ export class InventoryStore {
       if (extra.revoked && existing.revoked_at === null) {
         set.revoked_at = extra.revoked.at.getTime();
         set.revocation_reason = extra.revoked.reason;
+        // Not found by a CRL/OCSP look (whose earlier 'good' would otherwise be taken for the finder).
+        set.revocation_source = null;
         await this.#event(tx, now, 'revoked', f.fingerprint, null, { reason: extra.revoked.reason });
       }
       await tx.updateTable('inv_certificates').set(set).where('fingerprint', '=', f.fingerprint).execute();
@@ -400,8 +404,15 @@ export class InventoryStore {
     return rows.map((r) => r.fingerprint);
   }
 
-  /** Every certificate, soonest expiry first. */
-  async listCertificates(): Promise<InventoryCertificate[]> {
+  /**
+   * Every certificate, soonest expiry first. `withDer: false` leaves the DER out (an empty buffer):
+   * what the views need, at a fraction of the cost for a large estate.
+   */
+  async listCertificates(opts: { withDer?: boolean } = {}): Promise<InventoryCertificate[]> {
+    if (opts.withDer === false) {
+      const rows = await this.db.selectFrom('inv_certificates').select(LEAN_COLUMNS).orderBy('not_after').orderBy('fingerprint').execute();
+      return rows.map((r) => mapCertificate({ ...r, der: EMPTY }));
+    }
     const rows = await this.db.selectFrom('inv_certificates').selectAll().orderBy('not_after').orderBy('fingerprint').execute();
     return rows.map(mapCertificate);
   }
@@ -409,6 +420,24 @@ export class InventoryStore {
   async countCertificates(): Promise<number> {
     const r = await this.db.selectFrom('inv_certificates').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst();
     return Number(r?.n ?? 0);
+  }
+
+  /**
+   * One page of certificates without DER, in (not_after, fingerprint) order after `after` (the
+   * last one of the previous page): how a large estate is read without holding the event loop.
+   */
+  async listCertificatesPage(after: { notAfter: number; fingerprint: string } | null, limit: number): Promise<InventoryCertificate[]> {
+    let q = this.db.selectFrom('inv_certificates').select(LEAN_COLUMNS).orderBy('not_after').orderBy('fingerprint').limit(limit);
+    if (after) q = q.where((eb) => eb.or([eb('not_after', '>', after.notAfter), eb.and([eb('not_after', '=', after.notAfter), eb('fingerprint', '>', after.fingerprint)])]));
+    const rows = await q.execute();
+    return rows.map((r) => mapCertificate({ ...r, der: EMPTY }));
+  }
+
+  /** One page of installations in id order after `afterId`. */
+  async listInstallationsPage(afterId: string | null, limit: number): Promise<Installation[]> {
+    let q = this.db.selectFrom('inv_installations').selectAll().orderBy('id').limit(limit);
+    if (afterId !== null) q = q.where('id', '>', afterId);
+    return (await q.execute()).map(mapInstallation);
   }
 
   /** Installations, of one certificate or all. */
@@ -451,7 +480,66 @@ export class InventoryStore {
     }
     return out;
   }
+
+  /**
+   * Records what a CRL/OCSP look at a certificate found (src/inventory/revocation.ts), in one
+   * transaction: when, which source decided (null: none could), why not (null: one did); and a
+   * revocation it found, with a `revoked` event naming the source and URL, unless the certificate
+   * is already known revoked. Returns true when the revocation is new.
+   */
+  async recordRevocationCheck(
+    fingerprint: string,
+    now: Date,
+    r: { source: 'ocsp' | 'crl' | null; error: string | null; revoked?: { at: Date; reason: number | null; url: string } },
+  ): Promise<boolean> {
+    const set = { revocation_checked_at: now.getTime(), revocation_source: r.source, revocation_error: r.error };
+    return this.db.transaction().execute(async (tx) => {
+      if (r.revoked && r.source) {
+        const u = await tx
+          .updateTable('inv_certificates')
+          .set({ ...set, revoked_at: r.revoked.at.getTime(), revocation_reason: r.revoked.reason })
+          .where('fingerprint', '=', fingerprint)
+          .where('revoked_at', 'is', null)
+          .executeTakeFirst();
+        if (Number(u.numUpdatedRows) > 0) {
+          await this.#event(tx, now, 'revoked', fingerprint, null, { reason: r.revoked.reason, source: r.source, url: r.revoked.url });
+          return true;
+        }
+      }
+      await tx.updateTable('inv_certificates').set(set).where('fingerprint', '=', fingerprint).execute();
+      return false;
+    });
+  }
 }
+
+const EMPTY = new Uint8Array(0);
+const LEAN_COLUMNS = [
+  'fingerprint',
+  'subject',
+  'issuer',
+  'serial',
+  'names',
+  'names_key',
+  'key_type',
+  'key_bits',
+  'key_detail',
+  'spki_sha256',
+  'signature_algorithm',
+  'not_before',
+  'not_after',
+  'is_ca',
+  'self_signed',
+  'known_weak_key',
+  'source',
+  'profile',
+  'revoked_at',
+  'revocation_reason',
+  'first_seen',
+  'last_seen',
+  'revocation_checked_at',
+  'revocation_source',
+  'revocation_error',
+] as const;
 
 function mapCertificate(r: InvCertificatesTable): InventoryCertificate {
   return {
@@ -476,6 +564,10 @@ function mapCertificate(r: InvCertificatesTable): InventoryCertificate {
     revoked: r.revoked_at === null ? null : { at: new Date(Number(r.revoked_at)), reason: r.revocation_reason === null ? null : Number(r.revocation_reason) },
     firstSeen: new Date(Number(r.first_seen)),
     lastSeen: new Date(Number(r.last_seen)),
+    // Only once looked at (the key is absent before: the facts of a certificate stay comparable).
+    ...(r.revocation_checked_at === null || r.revocation_checked_at === undefined
+      ? {}
+      : { revocationCheck: { checkedAt: new Date(Number(r.revocation_checked_at)), source: (r.revocation_source as 'ocsp' | 'crl' | null) ?? null, error: r.revocation_error ?? null } }),
   };
 }
 

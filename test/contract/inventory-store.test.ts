@@ -202,6 +202,25 @@ function contract(name: string, where: () => Promise<InventoryLocation>, skip: s
         assert.deepEqual(await s.findByPrefix("' or 1=1 --"), []);
       }));
 
+    test('a revocation check is recorded: good, undetermined, then revoked once with its source and URL', () =>
+      withStore(async (s) => {
+        const c = await testLeaf();
+        const { fingerprint } = await s.recordCertificate(c.der, 'file', t0);
+        assert.equal((await s.getCertificate(fingerprint))?.revocationCheck, undefined, 'never looked');
+        assert.equal(await s.recordRevocationCheck(fingerprint, later(1), { source: 'ocsp', error: null }), false);
+        assert.deepEqual((await s.getCertificate(fingerprint))?.revocationCheck, { checkedAt: later(1), source: 'ocsp', error: null });
+        await s.recordRevocationCheck(fingerprint, later(2), { source: null, error: 'ocsp http://o.test: timeout: timed out' });
+        assert.deepEqual((await s.getCertificate(fingerprint))?.revocationCheck, { checkedAt: later(2), source: null, error: 'ocsp http://o.test: timeout: timed out' });
+        const revoked = { source: 'crl' as const, error: null, revoked: { at: later(1), reason: 1, url: 'http://c.test/crl' } };
+        assert.equal(await s.recordRevocationCheck(fingerprint, later(3), revoked), true);
+        assert.equal(await s.recordRevocationCheck(fingerprint, later(4), revoked), false, 'already revoked');
+        const got = await s.getCertificate(fingerprint);
+        assert.deepEqual(got?.revoked, { at: later(1), reason: 1 });
+        assert.deepEqual(got?.revocationCheck, { checkedAt: later(4), source: 'crl', error: null });
+        const events = await s.listEvents({ fingerprint, type: 'revoked' });
+        assert.deepEqual(events.map((e) => e.detail), [{ reason: 1, source: 'crl', url: 'http://c.test/crl' }]);
+      }));
+
     test('scans recorded and assessed: a broken chain, a stale certificate after its renewal, a file gone', () =>
       withStore(async (s) => {
         const ca = await testCa();
