@@ -1,7 +1,8 @@
 /**
  * `anvil scan` (network discovery) and `anvil inventory` (file discovery, import, sync, list,
- * show, health, forecast): the certificate inventory from the command line (docs/inventory.md). The inventory
- * lives beside the CA's data: <data-dir>/inventory.db, or the CA's PostgreSQL database.
+ * show, health, forecast, check-revocation): the certificate inventory from the command line
+ * (docs/inventory.md). The inventory lives beside the CA's data: <data-dir>/inventory.db, or the
+ * CA's PostgreSQL database.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -141,6 +142,7 @@ Examples:
         if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new InventoryUsageError(`--ca-bundle ${o.caBundle} holds no PEM certificate`);
       }
       const store = o.record ? await openFrom(o) : null;
+      const startedAt = new Date();
       try {
         const stop = new AbortController();
         const onSignal = () => stop.abort();
@@ -165,6 +167,8 @@ Examples:
         }
         const now = new Date();
         const summary = store ? await (await lazy.inventory()).recordEndpointScan(store, observations, now) : null;
+        // One row per run in inv_scans, for the metrics (docs/metrics.md).
+        if (store) await (await import('../inventory/scan-runs.js')).recordNetworkRun(store, { startedAt, targets: list.length, observations, interrupted: stop.signal.aborted, extra: { ...summary } });
         if (o.json) {
           const { describeCertificate } = await import('../inventory/certificate.js');
           process.stdout.write(
@@ -227,11 +231,14 @@ Examples:
   ).action(async (paths: string[], o: StoreOpts & { password?: string[]; passwordFile?: string; followSymlinks?: boolean; maxDepth: number; json?: boolean }) => {
     const passwords = await passwordsOf(o);
     const roots = paths.map((p) => path.resolve(p));
+    const startedAt = new Date();
     const found = await (await lazy.files()).findCertificateFiles(roots, { pkcs12Passwords: passwords, followSymlinks: o.followSymlinks === true, maxDepth: o.maxDepth });
     const store = await openFrom(o);
     try {
       // A root or directory that could not be read marks nothing under it missing (recordFileScan).
       const summary = await (await lazy.inventory()).recordFileScan(store, found, roots, new Date());
+      // One row per run in inv_scans, for the metrics (docs/metrics.md).
+      await (await import('../inventory/scan-runs.js')).recordFilesRun(store, { startedAt, files: found, extra: { ...summary } });
       if (o.json) {
         process.stdout.write(
           `${JSON.stringify({ recorded: summary, files: found.map((f) => ({ path: f.path, format: f.format ?? null, certificates: f.certificates.length, error: f.error ?? null })) }, null, 2)}\n`,
@@ -434,6 +441,75 @@ Examples:
     }
   });
 
+  withStoreOptions(
+    inventory
+      .command('alerts')
+      .description('Evaluate the inventory against the alert state and send what is due (opened, reminders, resolved) to the channels of alerts.channels in the server config (docs/alerts.md).')
+      .option('--dry-run', 'print what would be sent; send nothing, change nothing')
+      .option('--test', 'send a test message to every configured channel (checks the wiring; the alert state is left alone)')
+      .option('--json', 'print the result as JSON'),
+  )
+    .addHelpText(
+      'after',
+      `
+The channels, the severity threshold, the reminder stages and the repeat interval come from the
+"alerts" section of the server config (--config). anvil server runs the same every
+alerts.intervalSeconds; this command is for cron, for a first look (--dry-run), and for --test.
+Several runs at once (replicas, cron and the server) send each notification once.
+
+Exit codes: 0 done, everything delivered; 1 a delivery failed (the notifications are kept and sent
+at the next run); 2 usage or configuration (no channels, a secret file that cannot be read).`,
+    )
+    .action(async (o: StoreOpts & { dryRun?: boolean; test?: boolean; json?: boolean }) => {
+      if (o.dryRun && o.test) throw new InventoryUsageError('--dry-run and --test exclude each other: --test sends a real test message');
+      const config = await configOf(o);
+      const alerts = config.alerts;
+      if (alerts.channels.length === 0 && !o.dryRun) {
+        throw new InventoryUsageError(`no alert channels are configured: add "alerts": {"channels": [...]} to the server config${o.config ? ` ${o.config}` : ' and give it with --config'} (docs/alerts.md)`);
+      }
+      const { createChannels, AlertConfigError } = await import('../inventory/alert-channels.js');
+      const channels = await createChannels(alerts).catch((e: unknown) => {
+        throw e instanceof AlertConfigError ? new InventoryUsageError(e.message) : e;
+      });
+      const { AlertEngine, sendTestMessages } = await import('../inventory/alerts.js');
+      const { printable } = await lazy.report();
+      const store = o.test ? null : await openFrom(o, config);
+      try {
+        if (o.test) {
+          const results = await sendTestMessages(channels, { source: alerts.source });
+          if (o.json) process.stdout.write(`${JSON.stringify({ test: results }, null, 2)}\n`);
+          else for (const r of results) process.stdout.write(`${printable(r.ok ? `ok      ${r.channel}  ${r.target}` : `FAILED  ${r.channel}  ${r.target}: ${r.error}`)}\n`);
+          if (results.some((r) => !r.ok)) process.exitCode = 1;
+          return;
+        }
+        const report = await new AlertEngine({ store: store!, config: alerts, channels }).run({ dryRun: o.dryRun === true });
+        if (report.deliveries.some((d) => !d.ok)) process.exitCode = 1;
+        if (o.json) {
+          process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+          return;
+        }
+        const would = o.dryRun ? 'would be ' : '';
+        const lines = [`${report.problems} problem(s) at or above ${alerts.minSeverity}, ${report.open} open alert(s)${o.dryRun ? ' (dry run: nothing sent, nothing changed)' : ''}`];
+        // The key with its fingerprint and installation id shortened, as `inventory list` shows fingerprints.
+        const shortKey = (k: string) => k.replace(/[0-9a-f]{17,}/g, (h) => h.slice(0, 16));
+        for (const c of report.created) {
+          const names = c.names.length ? `${c.names[0]}${c.names.length > 1 ? ` (+${c.names.length - 1})` : ''}` : '';
+          lines.push(`${would}${c.type.padEnd(8)}  ${c.severity.padEnd(8)}  ${c.stage.padEnd(8)}  ${shortKey(c.key)}  ${names ? `${names}: ` : ''}${c.message}`);
+        }
+        if (!report.created.length) lines.push(`nothing new ${o.dryRun ? 'would be' : 'was'} announced`);
+        for (const p of report.plan ?? []) lines.push(`would send to ${p.channel}: ${p.notifications.length} notification(s)`);
+        for (const d of report.deliveries) {
+          lines.push(d.ok ? `sent to ${d.channel} (${d.target}): ${d.notifications} notification(s) in ${d.messages} message(s)${d.warning ? `; ${d.warning}` : ''}` : `FAILED ${d.channel} (${d.target}): ${d.error}`);
+        }
+        for (const x of report.dropped) lines.push(`dropped ${x.id} (${x.key}) for ${x.channels.join(', ')}: ${x.why}`);
+        if (!o.dryRun && report.pending) lines.push(`${report.pending} notification(s) still to deliver: sent at the next run`);
+        process.stdout.write(`${lines.map((l) => printable(l)).join('\n')}\n`);
+      } finally {
+        for (const c of channels) await c.close().catch(() => {});
+        await store?.close();
+      }
+    });
+
   withStoreOptions(inventory.command('health').description("The estate's health: a level and score, counts per level, and what the findings are.").option('--json', 'print as JSON')).action(
     async (o: StoreOpts & { json?: boolean }) => {
       const store = await openFrom(o);
@@ -446,6 +522,90 @@ Examples:
       }
     },
   );
+
+  withStoreOptions(
+    inventory
+      .command('check-revocation')
+      .description("Ask the OCSP responders and CRLs of the inventory's leaf certificates whether they are revoked (OCSP first, then the CRL); record what they say.")
+      .option('--concurrency <n>', 'certificates checked at a time', intIn('a number', 1, 256), 8)
+      .option('--timeout-ms <ms>', 'per request: connect, headers, and between body chunks (a certificate gets three times this in all)', intIn('milliseconds', 100, 120_000), 10_000)
+      .option('--max-age-hours <n>', 'check certificates not checked within this many hours (0: all of them)', intIn('hours', 0, 8760), 12)
+      .option('--crl-max-mib <n>', 'largest CRL read, MiB (default: inventory.revocationCrlMaxMiB of the config, 20)', intIn('MiB', 1, 1024))
+      .option('--public-only', 'never fetch from loopback, private or link-local addresses (default: inventory.revocationPrivateAddresses of the config)')
+      .option('--include-ca', "also check certificates that came from Anvil's own CA (its sync records their revocations already)")
+      .option('--ca-bundle <file>', "roots (PEM) to trust for https URLs, beside Node's bundled ones and the data directory's CA root")
+      .option('--json', 'print the summary and every result as JSON'),
+  )
+    .addHelpText(
+      'after',
+      `
+A certificate is checked when it is a leaf, not expired, not known to be revoked, and not checked
+within --max-age-hours. An answer is believed only when signed by the issuer (or a responder it
+delegated to), fresh, and about this certificate; otherwise the status stays undetermined
+("unknown") and the reason is recorded (anvil inventory show).
+
+Exit codes: 0 the checks ran (whatever they found); 2 usage; 1 failure.`,
+    )
+    .action(async (o: StoreOpts & { concurrency: number; timeoutMs: number; maxAgeHours: number; crlMaxMib?: number; publicOnly?: boolean; includeCa?: boolean; caBundle?: string; json?: boolean }) => {
+      const config = await configOf(o);
+      const roots: string[] = [];
+      if (o.caBundle) {
+        const pem = await readFile(o.caBundle, 'utf8').catch((e: Error) => {
+          throw new InventoryUsageError(`cannot read --ca-bundle ${o.caBundle}: ${e.message}`);
+        });
+        if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new InventoryUsageError(`--ca-bundle ${o.caBundle} holds no PEM certificate`);
+        roots.push(pem);
+      }
+      // The data directory's own CA (its https OCSP, CRL and issuer URLs), when there is one.
+      const caRoot = await readFile(path.join((await import('../server/main.js')).caDirOf(config), 'root.pem'), 'utf8').catch(() => null);
+      if (caRoot) roots.push(caRoot);
+      const store = await openFrom(o, config);
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      process.once('SIGINT', onSignal);
+      try {
+        const { checkInventoryRevocation, withBundledRoots } = await import('../inventory/revocation.js');
+        const summary = await checkInventoryRevocation(store, {
+          ...(roots.length ? { ca: withBundledRoots(...roots) } : {}),
+          concurrency: o.concurrency,
+          timeoutMs: o.timeoutMs,
+          maxAgeHours: o.maxAgeHours,
+          crlMaxBytes: (o.crlMaxMib ?? config.inventory.revocationCrlMaxMiB) * 1024 * 1024,
+          allowPrivateAddresses: o.publicOnly ? false : config.inventory.revocationPrivateAddresses,
+          includeCaSourced: o.includeCa === true,
+          signal: stop.signal,
+        });
+        if (o.json) {
+          process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+          return;
+        }
+        const { printable } = await lazy.report();
+        const lines: string[] = [];
+        for (const r of summary.results) {
+          if (r.status === 'good') continue;
+          const c = await store.getCertificate(r.fingerprint);
+          const names = c ? c.names.join(',') || c.subject : '';
+          lines.push(
+            r.status === 'revoked'
+              ? `${r.fingerprint.slice(0, 16)}  revoked  ${names}  ${r.revokedAt?.toISOString() ?? ''}${r.reason !== null && r.reason !== undefined ? ` (reason ${r.reason})` : ''} per ${r.source?.toUpperCase()} ${r.url ?? ''}`
+              : `${r.fingerprint.slice(0, 16)}  unknown  ${names}  ${r.error ?? ''}`,
+          );
+        }
+        const errors = Object.entries(summary.errors)
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ');
+        if (lines.length) lines.push('');
+        lines.push(
+          `${summary.checked} certificate(s) checked${summary.interrupted ? ' (interrupted)' : ''}: ${summary.good} good, ${summary.revoked} revoked, ${summary.unknown} unknown; ${summary.notDue} not due`,
+          `problems by kind: ${errors || 'none'}`,
+        );
+        process.stdout.write(`${lines.map(printable).join('\n')}\n`);
+      } finally {
+        process.removeListener('SIGINT', onSignal);
+        await store.close();
+      }
+    });
 }
 
 async function scanText(observations: ReadonlyArray<import('../inventory/scan.js').ScanObservation>): Promise<string> {

@@ -91,7 +91,10 @@ program
           onReady: ({ directoryUrl, caDir, workers }) => printBanner(directoryUrl, caDir, `${workers} worker processes`),
           background: async (c) => {
             const { createLogger } = await import('../lib/logger.js');
-            return (await server()).startInventorySync(c, createLogger({ level: c.log.level }));
+            const log = createLogger({ level: c.log.level });
+            const { startPrimaryMetrics } = await import('../server/metrics-setup.js');
+            const jobs = [await (await server()).startInventoryBackground(c, log), await startPrimaryMetrics(c, log, { now: () => new Date() })].filter((j) => j !== null);
+            return jobs.length ? { stop: async () => void (await Promise.all(jobs.map((j) => j.stop()))) } : null;
           },
           log: (line) => process.stderr.write(`${line}\n`),
         });

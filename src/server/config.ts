@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { ConfigError, deepFreeze, parseConfig, readConfigFile } from '../lib/config-file.js';
 import { redactDatabaseUrl } from '../storage/postgres.js';
+import { AlertsConfigSchema } from '../inventory/alert-config.js';
 
 const keyAlgorithm = z.enum(['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096']);
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(:\d{1,5})?$/, 'expected "host" or "host:port"');
@@ -228,11 +229,60 @@ export const ServerConfigSchema = z
       .object({
         /** Every this many seconds the server records what the CA issued or revoked since the last time; 0: never. */
         syncSeconds: z.number().int().min(0).max(86_400).default(60),
+        /**
+         * Every this many hours each discovered certificate's revocation is checked with OCSP and
+         * CRLs (src/inventory/revocation.ts), from a thread of its own; 0: never.
+         */
+        revocationCheckHours: z.number().min(0).max(720).default(12),
+        /** Largest CRL those checks read, in MiB. */
+        revocationCrlMaxMiB: z.number().int().min(1).max(1024).default(20),
+        /** Those checks may fetch from loopback, private and link-local addresses (never cloud metadata). */
+        revocationPrivateAddresses: z.boolean().default(true),
       })
       .strict()
       .prefault({}),
+    /**
+     * The management API (/api/v1) and the web dashboard (/dashboard/) on the ACME listener
+     * (docs/dashboard.md). Nothing is readable without an API token (anvil token create).
+     */
+    dashboard: z
+      .object({
+        enabled: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
+    /** Inventory alerts: JSON webhook, Slack-compatible webhook, e-mail (docs/alerts.md). Without channels, nothing runs. */
+    alerts: AlertsConfigSchema.prefault({}),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .strict()
+      .prefault({}),
+    /** Prometheus metrics (docs/metrics.md): GET <path> on the ACME listener, and on `listen` if set. */
+    metrics: z
+      .object({
+        enabled: z.boolean().default(true),
+        path: z
+          .string()
+          .regex(/^\/[A-Za-z0-9._~\/-]*$/, 'expected an absolute path such as /metrics')
+          .refine((p) => !/^\/(acme|ca|ocsp|directory|health)(\/|$)/.test(p), 'collides with an ACME path')
+          .default('/metrics'),
+        /** A file holding the token scrapes must send as `Authorization: Bearer <token>` (read at start-up); unset: none. */
+        bearerTokenFile: z.string().min(1).optional(),
+        /** Include the inventory's metrics (certificates, installations, renewals, scans). */
+        inventory: z.boolean().default(true),
+        /** The inventory part is built at most this often; scrapes in between get the same. 0: every scrape builds. */
+        inventoryCacheSeconds: z.number().min(0).max(3600).default(30),
+        /** Expired certificates deployed nowhere keep their per-certificate gauges this many days after notAfter. */
+        expiredRetentionDays: z.number().min(0).max(3650).default(30),
+        /** A listener of its own for the metrics (with --workers: served by the primary). */
+        listen: z
+          .object({
+            host: z.string().min(1).default('127.0.0.1'),
+            port: z.number().int().min(0).max(65535),
+          })
+          .strict()
+          .optional(),
+      })
       .strict()
       .prefault({}),
     /**

@@ -23,6 +23,7 @@ import { CrlService } from './revocation/crl.js';
 import { registerRevocationRoutes } from './api/revocation-routes.js';
 import { OcspResponder } from './revocation/ocsp.js';
 import { createValidator } from './validation/index.js';
+import { serverMetrics } from './metrics-setup.js';
 import type { Validator } from './validation/types.js';
 
 export interface RunningServer {
@@ -70,14 +71,17 @@ function hostForUrl(host: string): string {
 
 /**
  * The thread that records the CA's issuances and revocations in the inventory
- * (src/inventory/sources.ts), or null when `inventory.syncSeconds` is 0. One per server: the
- * single process, or the primary of `--workers`.
+ * (src/inventory/sources.ts), and the one that checks the revocation of discovered certificates
+ * (startRevocationChecks); null when both are off (`inventory.syncSeconds` and
+ * `inventory.revocationCheckHours` 0). One per server: the single process, or the primary of
+ * `--workers`.
  */
 export async function startInventorySync(config: ServerConfig, log: Logger): Promise<{ stop(): Promise<void> } | null> {
-  if (config.inventory.syncSeconds <= 0) return null;
+  const revocation = await startRevocationChecks(config, log);
+  if (config.inventory.syncSeconds <= 0) return revocation;
   const { startSyncThread } = await import('../inventory/sources.js');
   const { inventoryLocationOf } = await import('../inventory/inventory.js');
-  return startSyncThread(
+  const sync = await startSyncThread(
     { store: storeConfigOf(config), inventory: inventoryLocationOf(config.storage, path.resolve(config.dataDir)), intervalMs: config.inventory.syncSeconds * 1000 },
     (r) => {
       if (r.type === 'error') log.warn({ error: r.message }, 'inventory sync failed; it is tried again at the next interval');
@@ -85,6 +89,62 @@ export async function startInventorySync(config: ServerConfig, log: Logger): Pro
       else log.debug({ ...r.result }, 'inventory synced from the CA');
     },
   );
+  return revocation ? { stop: async () => void (await Promise.all([sync.stop(), revocation.stop()])) } : sync;
+}
+
+/**
+ * The thread that asks OCSP responders and CRLs whether the inventory's discovered certificates
+ * are revoked (src/inventory/revocation.ts): each certificate every `inventory.revocationCheckHours`
+ * (null when 0). It looks for due certificates every 10 minutes (or that interval, if shorter),
+ * the first time a minute after start, so that it never competes with a starting server.
+ */
+export async function startRevocationChecks(config: ServerConfig, log: Logger): Promise<{ stop(): Promise<void> } | null> {
+  const inv = config.inventory;
+  if (inv.revocationCheckHours <= 0) return null;
+  const { startRevocationThread, withBundledRoots } = await import('../inventory/revocation.js');
+  const { inventoryLocationOf } = await import('../inventory/inventory.js');
+  // Our own CA's https URLs (OCSP, CRL, issuer) are trusted beside the public roots.
+  const { readFile } = await import('node:fs/promises');
+  const root = await readFile(path.join(caDirOf(config), 'root.pem'), 'utf8').catch(() => null);
+  return startRevocationThread(
+    {
+      inventory: inventoryLocationOf(config.storage, path.resolve(config.dataDir)),
+      maxAgeHours: inv.revocationCheckHours,
+      wakeMs: Math.min(inv.revocationCheckHours * 3_600_000, 600_000),
+      firstDelayMs: 60_000,
+      options: {
+        concurrency: 4,
+        crlMaxBytes: inv.revocationCrlMaxMiB * 1024 * 1024,
+        allowPrivateAddresses: inv.revocationPrivateAddresses,
+        ...(root ? { ca: withBundledRoots(root) } : {}),
+      },
+    },
+    (r) => {
+      if (r.type === 'error') log.warn({ error: r.message }, 'inventory revocation checks failed; they are tried again at the next interval');
+      else if (r.summary.revoked || r.summary.unknown) log.info({ ...r.summary }, 'inventory revocation checks: revoked certificates found, or statuses that could not be determined');
+      else log.debug({ ...r.summary }, 'inventory revocation checks done');
+    },
+  );
+}
+
+/**
+ * The thread that sends the inventory's alerts (src/inventory/alerts.ts, docs/alerts.md) every
+ * `alerts.intervalSeconds`; null when that is 0 or no channel is configured. A thread of its own
+ * because each run assesses the whole inventory. Failures are logged, never fatal: a channel that
+ * is misconfigured must not stop the CA.
+ */
+export async function startInventoryAlerts(config: ServerConfig, log: Logger): Promise<{ stop(): Promise<void> } | null> {
+  const a = config.alerts;
+  if (a.intervalSeconds <= 0 || a.channels.length === 0) return null;
+  const { startAlertsThread, logAlertReport } = await import('../inventory/alerts.js');
+  const { inventoryLocationOf } = await import('../inventory/inventory.js');
+  return startAlertsThread({ inventory: inventoryLocationOf(config.storage, path.resolve(config.dataDir)), alerts: a, intervalMs: a.intervalSeconds * 1000 }, (r) => logAlertReport(log, r));
+}
+
+/** Every background job of the inventory (startInventorySync, startInventoryAlerts), as one. */
+export async function startInventoryBackground(config: ServerConfig, log: Logger): Promise<{ stop(): Promise<void> } | null> {
+  const jobs = [await startInventorySync(config, log), await startInventoryAlerts(config, log)].filter((j) => j !== null);
+  return jobs.length ? { stop: async () => void (await Promise.all(jobs.map((j) => j.stop()))) } : null;
 }
 
 export async function startServer(config: ServerConfig, deps: ServerDeps = {}): Promise<RunningServer> {
@@ -142,6 +202,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
       { ...validationConfig, ...(caa.enabled ? { caa: { identities: [...(config.acme.caaIdentities ?? [])] } } : {}) },
       { logger: log },
     );
+  // Prometheus metrics (docs/metrics.md): the authority reports to them, the API counts requests.
+  const metrics = await serverMetrics(config, { logger: log, clock });
   const authority = new Authority({
     store,
     issuer: ca,
@@ -163,6 +225,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     testingRandom,
     // A revocation signs a new CRL at once (OCSP answers from the store and needs nothing).
     ...(crl ? { onRevoked: async () => void (await crl.regenerate()) } : {}),
+    ...(metrics ? { observer: metrics.acme } : {}),
   });
 
   let https: { key: string; cert: string } | undefined;
@@ -195,6 +258,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     ...(https ? { https } : {}),
     health: async () => ({ certificates: await store.countCertificates() }),
     ...(testing ? { testing: { faults: testing, random: testingRandom } } : {}),
+    ...(metrics ? { requestMetrics: metrics.acme.requests } : {}),
   });
 
   await registerRevocationRoutes(app, {
@@ -204,6 +268,26 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     clock,
     crlMaxAgeSeconds: Math.round(rv.crl.refreshMinutes * 60),
   });
+  await metrics?.attach(app);
+
+  // The management API and the dashboard (src/web/api.ts), on by default: nothing is readable
+  // without a token, and there is none until an operator creates one (anvil token create).
+  let management: { close(): Promise<void> } | null = null;
+  if (config.dashboard.enabled) {
+    const { openInventory, inventoryLocationOf } = await import('../inventory/inventory.js');
+    const { EstateView } = await import('../inventory/estate-view.js');
+    const { registerManagement } = await import('../web/api.js');
+    const inventory = await openInventory(inventoryLocationOf(config.storage, dataDir));
+    management = inventory;
+    await registerManagement(app, {
+      inventory,
+      view: new EstateView(inventory, { now: () => clock.now() }),
+      ca: { store, authority },
+      logger: log,
+      now: () => clock.now(),
+      secureCookie: config.tls.enabled,
+    });
+  }
 
   await app.listen({ host: config.listen.host, port });
   crl?.start();
@@ -222,7 +306,7 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
   purge.unref();
 
   // The inventory follows the CA in a thread of its own. With --workers the primary runs it.
-  const inventorySync = (await import('node:cluster')).default.isWorker ? null : await startInventorySync(config, log);
+  const inventorySync = (await import('node:cluster')).default.isWorker ? null : await startInventoryBackground(config, log);
 
   const directoryUrl = `${baseUrl}/directory`;
   log.info({ directory: directoryUrl, listen: `${config.listen.host}:${port}`, recovered }, 'anvil server started');
@@ -240,6 +324,8 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
         clearInterval(purge);
         await inventorySync?.stop();
         await app.close();
+        await metrics?.close();
+        await management?.close();
         await authority.close();
         await crl?.close();
         await store.close();

@@ -55,9 +55,9 @@ export async function startTestServer(
     listen: { host: '127.0.0.1', port: 0 },
     tls: { enabled: false },
     log: { level: 'silent' },
-    // No inventory sync thread in the many in-process servers (each would start a worker and load
-    // its modules); the tests of the inventory and the e2e servers (bin/anvil.js) run it.
-    inventory: { syncSeconds: 0 },
+    // No inventory sync or revocation thread in the many in-process servers (each would start a
+    // worker and load its modules); the tests of the inventory and the e2e servers (bin/anvil.js) run them.
+    inventory: { syncSeconds: 0, revocationCheckHours: 0 },
     ...extra,
   });
   const validator = new FakeValidator();

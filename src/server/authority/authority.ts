@@ -88,6 +88,17 @@ export interface AuthorityDeps {
   testingRandom?: Random;
   /** Called after a revocation committed (the CRL is signed again). Errors are logged, not thrown. */
   onRevoked?: (serial: string) => Promise<void>;
+  /** Told what happened, for metrics (src/server/metrics.ts). Must be cheap and must not throw. */
+  observer?: AuthorityObserver;
+}
+
+/** What the authority reports as it happens (the server's Prometheus metrics implement it). */
+export interface AuthorityObserver {
+  orderCreated(profile: string): void;
+  certificateIssued(profile: string): void;
+  certificateRevoked(reason: number): void;
+  /** A validation ended (CAA included): its challenge type, the problem type when it failed, how long it took. */
+  validationFinished(type: ChallengeType, problem: string | null, seconds: number): void;
 }
 
 const HOUR = 3_600_000;
@@ -175,6 +186,7 @@ export class Authority {
   readonly #cfg: AuthorityConfig;
   readonly #accountUrl: (id: string) => string;
   readonly #onRevoked: ((serial: string) => Promise<void>) | undefined;
+  readonly #observer: AuthorityObserver | undefined;
   /** Challenge ids being validated by this process, and the queue waiting for a slot. */
   readonly #running = new Set<string>();
   readonly #queue: string[] = [];
@@ -195,6 +207,7 @@ export class Authority {
     this.#cfg = deps.config;
     this.#accountUrl = deps.accountUrl ?? ((id) => id);
     this.#onRevoked = deps.onRevoked;
+    this.#observer = deps.observer;
   }
 
   get config(): AuthorityConfig {
@@ -421,7 +434,7 @@ export class Authority {
     const reuseAfter = new Date(now.getTime() - this.#cfg.authzReuseDays * DAY);
     const orderExpires = new Date(now.getTime() + this.#cfg.orderLifetimeHours * HOUR);
 
-    return this.#store.transaction(async (tx) => {
+    const created = await this.#store.transaction(async (tx) => {
       if (this.#cfg.maxPendingOrdersPerAccount > 0) {
         const open = await tx.countOpenOrders(account.id, now);
         if (open >= this.#cfg.maxPendingOrdersPerAccount) {
@@ -476,6 +489,8 @@ export class Authority {
       // All authorizations may already be valid (reuse): the order is then ready at once.
       return this.#refreshOrder(tx, order);
     });
+    this.#observer?.orderCreated(created.profile ?? this.#cfg.profiles.default.name);
+    return created;
   }
 
   /** draft-ietf-acme-profiles §4: the profile an order names, or the default; invalidProfile if unknown. */
@@ -795,6 +810,7 @@ export class Authority {
       }
       for (const o of await tx.ordersForAuthz(a.id)) await this.#refreshOrder(tx, o);
     });
+    this.#observer?.validationFinished(c.type, result.ok ? null : result.problem.type, (Date.now() - started) / 1000);
     this.#log.info(
       {
         challenge: c.id,
@@ -878,7 +894,9 @@ export class Authority {
     });
     this.#log.info({ account: account.id, order: orderId, serial: plan.serial }, 'issuance recorded, signing');
     // Steps 2 and 3: sign, then store the certificate and make the order valid.
-    return this.#signAndStore(certId, orderId, plan);
+    const signed = await this.#signAndStore(certId, orderId, plan);
+    this.#observer?.certificateIssued(profile.name);
+    return signed;
   }
 
   /**
@@ -966,6 +984,7 @@ export class Authority {
       if (fresh?.revokedAt) throw new AcmeProblem('alreadyRevoked', 'the certificate is already revoked');
       await tx.updateCertificate(cert.id, { revokedAt: this.#now(), revocationReason: reason }, ['issued']);
     });
+    this.#observer?.certificateRevoked(reason);
     this.#log.info({ serial, reason, by: auth.kind === 'account' ? auth.account.id : 'certificate key' }, 'certificate revoked');
     if (this.#onRevoked) {
       await this.#onRevoked(serial).catch((e: unknown) => this.#log.error({ err: e, serial }, 'updating revocation status (CRL) after a revocation failed; the schedule will retry'));
@@ -1010,6 +1029,7 @@ export class Authority {
       if (c.createdAt.getTime() > cutoff) continue;
       try {
         await this.#signAndStore(c.id, c.orderId, planFromJson(c.plan as StoredPlan));
+        this.#observer?.certificateIssued(c.profile ?? this.#cfg.profiles.default.name);
         certificates++;
       } catch (e) {
         this.#log.error({ err: e, serial: c.serial, order: c.orderId }, 'finishing a recorded issuance failed; will retry');
