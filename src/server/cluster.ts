@@ -58,6 +58,15 @@ export function reportReady(info: { directoryUrl: string; caDir: string }): void
   process.send?.({ type: 'anvil-ready', ...info } satisfies ReadyMessage);
 }
 
+/**
+ * The config as the workers get it: plain data with every secret intact. JSON.stringify would show
+ * the storage URL without its password (config.ts printedWithoutPassword, for logs), and a worker
+ * would then fail to log in to PostgreSQL; structuredClone copies the values and not that toJSON.
+ */
+export function configForWorkers(config: ServerConfig): unknown {
+  return structuredClone(config);
+}
+
 export interface PrimaryOptions {
   /** Creates the CA if missing and migrates the store, once, before any worker starts. */
   prepare(config: ServerConfig): Promise<void>;
@@ -74,7 +83,7 @@ export async function runPrimary(config: ServerConfig, n: number, o: PrimaryOpti
   const background = (await o.background?.(config)) ?? null;
   // Every worker must bind the same port, and URLs (AIA, CRL, OCSP) must name it: fix port 0 now.
   const fixed = config.listen.port === 0 ? { ...config, listen: { ...config.listen, port: await freePort(config.listen.host) } } : config;
-  const payload: ConfigMessage = { type: 'anvil-config', config: JSON.parse(JSON.stringify(fixed)) };
+  const payload: ConfigMessage = { type: 'anvil-config', config: configForWorkers(fixed) };
 
   let stopping = false;
   let ready = 0;
