@@ -43,7 +43,7 @@ async function measure(where: InventoryLocation, label: string) {
   const now = () => new Date(Date.now() + skew);
   const view = new EstateView(inventory, { now });
   const app = Fastify({ loggerInstance: silentLogger() }) as unknown as FastifyInstance;
-  await registerManagement(app, { inventory, view, logger: silentLogger(), now, secureCookie: false });
+  await registerManagement(app, { inventory, view, logger: silentLogger(), now, secureCookie: false, auditKey: Buffer.alloc(32, 1) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address() as { port: number };
   const base = `http://127.0.0.1:${addr.port}/api/v1`;

@@ -35,6 +35,18 @@ async function configOf(opts: StoreOpts) {
   return (await lazy.config()).loadServerConfig(opts.config, o);
 }
 
+/** The audit log of this data directory, with its key (<dataDir>/ca/audit.key; made when `create`). */
+async function auditOf(config: Awaited<ReturnType<typeof configOf>>, db: import('kysely').Kysely<import('../storage/schema.js').Database>, create: boolean) {
+  const { AuditLog, auditKeyPath, loadAuditKey } = await lazy.audit();
+  let key: Buffer;
+  try {
+    key = await loadAuditKey(auditKeyPath(path.join(path.resolve(config.dataDir), 'ca')), { create });
+  } catch (e) {
+    throw new ManageUsageError(`${(e as Error).message} (give the server's --config or --data-dir)`);
+  }
+  return new AuditLog(db, key);
+}
+
 async function openInventoryOf(opts: StoreOpts) {
   const c = await configOf(opts);
   const inv = await lazy.inventory();
@@ -78,10 +90,11 @@ export function registerManageCommands(program: Command): void {
   ).action(async (opts: StoreOpts & { name: string; role: string; expiresDays?: number; json?: boolean }) => {
     const { ROLES, TokenError, TokenStore } = await lazy.tokens();
     if (!(ROLES as readonly string[]).includes(opts.role)) throw new ManageUsageError(`--role must be one of ${ROLES.join(', ')}`);
-    const { inventory } = await openInventoryOf(opts);
+    const { config, inventory } = await openInventoryOf(opts);
     try {
       const now = new Date();
       const actor = cliActor();
+      const audit = await auditOf(config, inventory.db, true);
       const expiresAt = opts.expiresDays ? new Date(now.getTime() + opts.expiresDays * 86_400_000) : null;
       let created;
       try {
@@ -90,8 +103,7 @@ export function registerManageCommands(program: Command): void {
         if (e instanceof TokenError) throw new ManageUsageError(e.message);
         throw e;
       }
-      const { AuditLog } = await lazy.audit();
-      await new AuditLog(inventory.db).append(actor, 'token.create', `token:${created.info.name}`, { id: created.info.id, role: created.info.role, expiresAt: expiresAt?.toISOString() ?? null }, now);
+      await audit.append(actor, 'token.create', `token:${created.info.name}`, { id: created.info.id, role: created.info.role, expiresAt: expiresAt?.toISOString() ?? null }, now);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify({ token: created.token, id: created.info.id, name: created.info.name, role: created.info.role, expiresAt: expiresAt?.toISOString() ?? null })}\n`);
       } else {
@@ -128,9 +140,10 @@ export function registerManageCommands(program: Command): void {
 
   withStoreOptions(token.command('revoke').description('Revoke a token at once (by id or name).').argument('<id-or-name>')).action(async (idOrName: string, opts: StoreOpts) => {
     const { TokenError, TokenStore } = await lazy.tokens();
-    const { inventory } = await openInventoryOf(opts);
+    const { config, inventory } = await openInventoryOf(opts);
     try {
       const now = new Date();
+      const audit = await auditOf(config, inventory.db, true);
       let t;
       try {
         t = await new TokenStore(inventory.db).revoke(idOrName, now);
@@ -138,8 +151,7 @@ export function registerManageCommands(program: Command): void {
         if (e instanceof TokenError) throw new ManageUsageError(e.message);
         throw e;
       }
-      const { AuditLog } = await lazy.audit();
-      await new AuditLog(inventory.db).append(cliActor(), 'token.revoke', `token:${t.name}`, { id: t.id }, now);
+      if (t.changed) await audit.append(cliActor(), 'token.revoke', `token:${t.name}`, { id: t.id }, now);
       process.stdout.write(`Token "${t.name}" (${t.id}) revoked\n`);
     } finally {
       await inventory.close();
@@ -155,10 +167,9 @@ export function registerManageCommands(program: Command): void {
       .option('--expect-head <seq:hash>', 'a head recorded earlier ("anvil audit head"): also catches entries cut off the end', head)
       .option('--json', 'print JSON'),
   ).action(async (opts: StoreOpts & { expectHead?: { seq: number; hash: string }; json?: boolean }) => {
-    const { AuditLog } = await lazy.audit();
-    const { inventory } = await openInventoryOf(opts);
+    const { config, inventory } = await openInventoryOf(opts);
     try {
-      const r = await new AuditLog(inventory.db).verify(opts.expectHead ? { expectHead: opts.expectHead } : {});
+      const r = await (await auditOf(config, inventory.db, false)).verify(opts.expectHead ? { expectHead: opts.expectHead } : {});
       if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
       else if (r.ok) process.stdout.write(`audit log intact: ${r.entries} entries${r.head ? `, head ${r.head.seq}:${r.head.hash}` : ''}\n`);
       else {
@@ -176,7 +187,7 @@ export function registerManageCommands(program: Command): void {
       const { AuditLog } = await lazy.audit();
       const { inventory } = await openInventoryOf(opts);
       try {
-        const h = await new AuditLog(inventory.db).head();
+        const h = await new AuditLog(inventory.db, null).head();
         process.stdout.write(h ? `${h.seq}:${h.hash}\n` : 'the audit log is empty\n');
       } finally {
         await inventory.close();
@@ -199,7 +210,7 @@ export function registerManageCommands(program: Command): void {
     const { printable } = await import('../inventory/report.js');
     const { inventory } = await openInventoryOf(opts);
     try {
-      const list = await new AuditLog(inventory.db).list({ limit: opts.limit ?? 50 });
+      const list = await new AuditLog(inventory.db, null).list({ limit: opts.limit ?? 50 });
       if (opts.json) process.stdout.write(`${JSON.stringify(list)}\n`);
       else if (list.length === 0) process.stdout.write('the audit log is empty\n');
       else for (const e of list) process.stdout.write(`${String(e.seq).padStart(6)}  ${e.at.toISOString()}  ${printable(e.actor).padEnd(22)}  ${e.action.padEnd(18)}  ${printable(e.target)}  ${printable(JSON.stringify(e.detail))}\n`);

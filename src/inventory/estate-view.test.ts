@@ -58,6 +58,30 @@ describe('EstateView', () => {
     assert.equal(tl.buckets[0]!.bySeverity.critical, 1);
   });
 
+  test('a change made meanwhile is not lost: refresh() checks one certificate again in place; a build begun before invalidate() is not kept', async () => {
+    const ca = await testCa('View CA 3');
+    const leaf = await testLeaf({ names: ['refresh.example'], ca });
+    const { fingerprint } = await inv.recordCertificate(leaf.der, 'import', now);
+    const view = new EstateView(inv, { now: () => new Date(), chunk: 2 });
+    await view.page({});
+    await inv.recordCertificate(leaf.der, 'import', new Date(), { revoked: { at: new Date(), reason: 1 } });
+    await view.refresh(fingerprint);
+    const [a] = (await view.page({ q: 'refresh.example' })).items;
+    assert.ok(a!.certificate.revoked);
+    assert.ok(a!.health.findings.some((f) => f.check === 'revoked'));
+
+    // A build that read the estate before a change, and the invalidate() after it.
+    const leaf2 = await testLeaf({ names: ['late.example'], ca });
+    const view2 = new EstateView(inv, { now: () => new Date(), chunk: 2 });
+    const early = view2.page({ q: 'late.example' });
+    await inv.recordCertificate(leaf2.der, 'import', new Date());
+    view2.invalidate();
+    const after = await view2.page({ q: 'late.example' });
+    await early;
+    assert.equal(after.total, 1, 'the read after invalidate() sees the change');
+    assert.equal((await view2.page({ q: 'late.example' })).total, 1, 'and the older build did not replace it');
+  });
+
   test('while a build runs, the event loop is given back between chunks', async () => {
     const ca = await testCa('View CA 2');
     for (let i = 0; i < 20; i++) await inv.recordCertificate((await testLeaf({ names: [`n${i}.example`], ca })).der, 'import', now);
@@ -68,6 +92,6 @@ describe('EstateView', () => {
     setImmediate(() => (sawUnfinished = !done));
     await built;
     assert.ok(sawUnfinished, 'a callback queued when the build started ran before the build finished');
-    assert.equal((await built).total, 22);
+    assert.equal((await built).total, 24);
   });
 });

@@ -42,13 +42,16 @@ const DAY = 86_400_000;
 export class EstateView {
   #snapshot: EstateSnapshot | null = null;
   #building: Promise<EstateSnapshot> | null = null;
+  #buildingGeneration = -1;
   /** How long the last build took: a large estate is rebuilt less often (see #interval). */
   #lastBuildMs = 0;
   #checkedAt = 0;
+  /** Moves on at each invalidate/refresh: a build that began under an older one is not kept. */
+  #generation = 0;
 
   constructor(
     private readonly store: InventoryStore,
-    private readonly opts: { now: () => Date; maxAgeMs?: number; chunk?: number },
+    private readonly opts: { now: () => Date; maxAgeMs?: number; chunk?: number; onError?: (e: unknown) => void },
   ) {}
 
   /** At least maxAgeMs (default 10 s) between builds, and at least 20 times a build's own length. */
@@ -77,7 +80,7 @@ export class EstateView {
     // A small estate is rebuilt before answering (fresh at a few milliseconds' cost); a large one
     // answers from the snapshot at hand while the next is built.
     if (this.#lastBuildMs < 100) return this.#build();
-    void this.#build().catch(() => {});
+    void this.#build().catch((e: unknown) => this.opts.onError?.(e));
     return s;
   }
 
@@ -93,12 +96,47 @@ export class EstateView {
 
   /** Starts a build now (at start-up, so that the first page is served from a snapshot). */
   warm(): void {
-    void this.#build().catch(() => {});
+    void this.#build().catch((e: unknown) => this.opts.onError?.(e));
   }
 
-  /** After a change made here (a revocation): the next read waits for a fresh build. */
+  /**
+   * After a change: the next read waits for a fresh build. A build that began before is not taken
+   * for fresh (the generation moved on).
+   */
   invalidate(): void {
+    this.#generation++;
     this.#snapshot = null;
+  }
+
+  /**
+   * One certificate read and checked again in the snapshot at hand (after a change made here, a
+   * revocation): seen at once, without rebuilding a large estate. Its place in the not-after order
+   * cannot have changed. A build already running is not taken for fresh.
+   */
+  async refresh(fingerprint: string): Promise<void> {
+    this.#generation++;
+    const s = this.#snapshot;
+    if (!s) return;
+    const old = s.byFingerprint.get(fingerprint);
+    const c = await this.store.getCertificate(fingerprint);
+    if (!c) return this.invalidate();
+    if (!old) return this.invalidate();
+    const installations = await this.store.listInstallations(fingerprint);
+    const now = this.opts.now();
+    const revoked = c.revoked && { ...c.revoked, source: c.revocationCheck?.source ?? null };
+    const fresh: AssessedCertificate = {
+      certificate: { ...c, der: Buffer.alloc(0) },
+      installations,
+      renewedBy: old.renewedBy,
+      health: healthOf(checkCertificate(c, { now, installations, renewedBy: old.renewedBy, revoked })),
+    };
+    const i = s.certificates.indexOf(old);
+    if (i < 0 || this.#snapshot !== s) return this.invalidate();
+    const certificates = s.certificates.slice();
+    certificates[i] = fresh;
+    const byFingerprint = new Map(s.byFingerprint);
+    byFingerprint.set(fingerprint, fresh);
+    this.#snapshot = { ...s, certificates, byFingerprint, estate: estateHealth(certificates.map((a) => a.health)), version: `${s.version}+${fingerprint}` };
   }
 
   /**
@@ -106,7 +144,11 @@ export class EstateView {
    * in between: on a server, a build of 100,000 certificates never holds requests up for long.
    */
   #build(): Promise<EstateSnapshot> {
-    this.#building ??= (async () => {
+    if (this.#building && this.#buildingGeneration === this.#generation) return this.#building;
+    const generation = this.#generation;
+    this.#buildingGeneration = generation;
+    let building: Promise<EstateSnapshot> | null = null;
+    building = (async () => {
       const started = Date.now();
       try {
         const chunk = this.opts.chunk ?? 2000;
@@ -147,14 +189,16 @@ export class EstateView {
           if (i % chunk === chunk - 1) await yieldNow();
         }
         const snap = { at: now, version, certificates, estate: estateHealth(certificates.map((a) => a.health)), byFingerprint: new Map(certificates.map((a) => [a.certificate.fingerprint, a])) };
-        this.#snapshot = snap;
+        // A change made here meanwhile (a revocation) would be undone by this older read.
+        if (generation === this.#generation) this.#snapshot = snap;
         return snap;
       } finally {
         this.#lastBuildMs = Date.now() - started;
-        this.#building = null;
+        if (this.#building === building) this.#building = null;
       }
     })();
-    return this.#building;
+    this.#building = building;
+    return building!;
   }
 
   async page(query: PageQuery): Promise<{ items: AssessedCertificate[]; total: number; offset: number; next: number | null; at: Date }> {

@@ -6,6 +6,7 @@ export type { Logger };
 export const REDACT_PATHS = [
   'key', '*.key', 'privateKey', '*.privateKey', 'hmacKey', '*.hmacKey', 'secret', '*.secret',
   'password', '*.password', 'authorization', '*.authorization', 'req.headers.authorization',
+  'token', '*.token', 'cookie', '*.cookie', 'req.headers.cookie',
 ];
 
 export function createLogger(opts: { level?: string; destination?: DestinationStream } = {}): Logger {

@@ -550,6 +550,17 @@ export class KyselyStoreTx implements StoreTx {
     return this.sqlUpdateById('certificates', set, id, expect);
   }
 
+  async revokeCertificate(id: string, revokedAt: Date, reason: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable('certificates')
+      .set({ revoked_at: revokedAt.getTime(), revocation_reason: reason })
+      .where('id', '=', id)
+      .where('status', '=', 'issued')
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
   async listPendingCertificates(limit: number): Promise<CertificateRecord[]> {
     const rows = await this.db
       .selectFrom('certificates')
@@ -734,7 +745,7 @@ function decodeCursor(cursor: string | null): [number, string] | null | 'bad' {
   if (!cursor) return null;
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'string') return [v[0], v[1]];
+    if (Array.isArray(v) && Number.isSafeInteger(v[0]) && typeof v[1] === 'string' && v[1].length <= 200) return [v[0] as number, v[1]];
   } catch {
     /* below */
   }

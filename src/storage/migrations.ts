@@ -200,6 +200,14 @@ export const MIGRATIONS: readonly Migration[] = [
       await db.schema.createIndex('certificates_revoked_at').on('certificates').columns(['revoked_at', 'id']).where('revoked_at', 'is not', null).execute();
     },
   },
+  {
+    version: 6,
+    name: 'accounts and orders by creation time (the dashboard lists them newest first)',
+    async up(db) {
+      await db.schema.createIndex('accounts_created_at').on('accounts').columns(['created_at', 'id']).execute();
+      await db.schema.createIndex('orders_created_at').on('orders').columns(['created_at', 'id']).execute();
+    },
+  },
 ];
 
 /** The tables of `anvil dns` (src/storage/dns-store.ts), migrated with `migrate(db, DNS_MIGRATIONS, 'dns_schema_migrations')`. */

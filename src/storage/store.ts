@@ -251,6 +251,11 @@ export interface StoreTx {
     patch: Partial<Pick<CertificateRecord, 'status' | 'der' | 'chainPem' | 'issuedAt' | 'revokedAt' | 'revocationReason'>>,
     expect?: CertificateStatus[],
   ): Promise<boolean>;
+  /**
+   * Revokes an issued certificate that is not revoked yet (compare-and-set): false when it is
+   * already revoked (by a concurrent request, too) or not issued.
+   */
+  revokeCertificate(id: string, revokedAt: Date, reason: number): Promise<boolean>;
   /** Certificates recorded but not yet signed (to finish them after a crash). */
   listPendingCertificates(limit: number): Promise<CertificateRecord[]>;
   /** Serials of every certificate ever recorded, for checks; bounded. */

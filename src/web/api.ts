@@ -7,7 +7,7 @@
  * authorized by its role; every change is written to the audit log before it is answered.
  * Errors are RFC 9457 problem documents.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +41,8 @@ export interface ManagementDeps {
   now: () => Date;
   /** Marks the session cookie Secure (the listener is HTTPS). */
   secureCookie: boolean;
+  /** The audit log's HMAC key (src/web/audit.ts loadAuditKey). */
+  auditKey: Buffer;
 }
 
 export class ApiProblem extends Error {
@@ -111,7 +113,24 @@ const STATIC_TYPES: Record<string, string> = {
 /** Registers the management API under /api/v1 and the dashboard under /dashboard/. */
 export async function registerManagement(app: FastifyInstance, deps: ManagementDeps): Promise<void> {
   const tokens = new TokenStore(deps.inventory.db);
-  const audit = new AuditLog(deps.inventory.db);
+  const audit = new AuditLog(deps.inventory.db, deps.auditKey);
+
+  /**
+   * A change to the CA's database, audited first: the entry is written before the change (a
+   * change never stands unaudited, whatever fails), and a failure is audited after it.
+   */
+  async function audited<T>(req: FastifyRequest, action: string, target: string, detail: Record<string, unknown>, change: () => Promise<T>): Promise<T> {
+    await audit.append(req.actor!, action, target, detail, deps.now());
+    try {
+      return await change();
+    } catch (e) {
+      const why = e instanceof AcmeProblem || e instanceof ApiProblem ? e.message : 'internal error';
+      await audit.append(req.actor!, `${action}.failed`, target, { error: why }, deps.now()).catch((err: unknown) => req.log.error({ err }, 'auditing a failed change failed'));
+      throw e;
+    }
+  }
+  const cookie = (req: FastifyRequest, value: string, maxAge: number) =>
+    `${COOKIE}=${value}; Path=${API_PREFIX}; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${deps.secureCookie || req.protocol === 'https' ? '; Secure' : ''}`;
   // The estate is read once now, in the background, so that the first page is served at once.
   deps.view.warm();
 
@@ -205,11 +224,11 @@ export async function registerManagement(app: FastifyInstance, deps: ManagementD
         const who = await tokens.authenticate(body.token.trim(), deps.now());
         if (!who) throw new ApiProblem(401, 'Unauthorized', 'the API token is unknown, revoked or expired');
         const maxAge = who.expiresAt ? Math.max(0, Math.floor((who.expiresAt.getTime() - deps.now().getTime()) / 1000)) : 8 * 3600;
-        reply.header('Set-Cookie', `${COOKIE}=${body.token.trim()}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${Math.min(maxAge, 8 * 3600)}${deps.secureCookie ? '; Secure' : ''}`);
+        reply.header('Set-Cookie', cookie(req, body.token.trim(), Math.min(maxAge, 8 * 3600)));
         return { name: who.name, role: who.role };
       });
-      api.delete('/session', async (_req, reply) => {
-        reply.header('Set-Cookie', `${COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0${deps.secureCookie ? '; Secure' : ''}`);
+      api.delete('/session', async (req, reply) => {
+        reply.header('Set-Cookie', cookie(req, '', 0));
         return reply.code(204).send();
       });
       // canRevoke: this token may revoke here (an operator or admin, and anvil server rather than
@@ -237,6 +256,9 @@ export async function registerManagement(app: FastifyInstance, deps: ManagementD
         if (q.health !== undefined && !(LEVELS as readonly string[]).includes(q.health)) throw new ApiProblem(400, 'Bad request', `health must be one of ${LEVELS.join(', ')}`);
         if (q.source !== undefined && !(SOURCES as readonly string[]).includes(q.source)) throw new ApiProblem(400, 'Bad request', `source must be one of ${SOURCES.join(', ')}`);
         if (q.sort !== undefined && !['notAfter', '-notAfter', 'health', 'subject'].includes(q.sort)) throw new ApiProblem(400, 'Bad request', 'sort must be notAfter, -notAfter, health or subject');
+        for (const k of ['q', 'health', 'source', 'check', 'sort', 'expiring', 'cursor', 'limit', 'all'] as const) {
+          if (q[k] !== undefined && typeof q[k] !== 'string') throw new ApiProblem(400, 'Bad request', `${k} may be given once`);
+        }
         if (q.q !== undefined && q.q.length > 200) throw new ApiProblem(400, 'Bad request', 'q is at most 200 characters');
         const page = await deps.view.page({
           ...(q.q ? { q: q.q } : {}),
@@ -328,26 +350,34 @@ export async function registerManagement(app: FastifyInstance, deps: ManagementD
       api.post('/ca/revocations', { preHandler: need('operator') }, async (req, reply) => {
         const ca = caOrFail();
         if (!ca.authority) throw new ApiProblem(409, 'Conflict', 'revocations are made by anvil server, not by anvil dashboard');
-        const body = req.body as { serial?: unknown; fingerprint?: unknown; reason?: unknown };
+        const body = (req.body ?? {}) as { serial?: unknown; fingerprint?: unknown; reason?: unknown };
         const reason = body.reason ?? 0;
         if (typeof reason !== 'number' || !REASONS.includes(reason)) throw new ApiProblem(400, 'Bad request', `reason must be one of ${REASONS.join(', ')} (RFC 5280 CRLReason)`);
         let serial: string;
+        let fingerprint: string | null = null;
         if (typeof body.serial === 'string' && /^[0-9a-fA-F:]{1,80}$/.test(body.serial)) serial = body.serial.toLowerCase().replace(/:/g, '').replace(/^0+(?=.)/, '');
-        else if (typeof body.fingerprint === 'string' && /^[0-9a-f]{64}$/.test(body.fingerprint)) {
-          const c = await deps.inventory.getCertificate(body.fingerprint);
+        else if (typeof body.fingerprint === 'string' && /^[0-9a-fA-F]{64}$/.test(body.fingerprint)) {
+          fingerprint = body.fingerprint.toLowerCase();
+          const c = await deps.inventory.getCertificate(fingerprint);
           if (!c) throw new ApiProblem(404, 'Not found', 'no certificate with this fingerprint in the inventory');
           serial = c.serial.toLowerCase().replace(/^0+(?=.)/, '');
         } else throw new ApiProblem(400, 'Bad request', 'name the certificate by "serial" (hex) or "fingerprint" (SHA-256, 64 hex digits)');
-        const r = await ca.authority.revokeAsOperator(serial, reason, `token:${req.actor!.name}`);
-        await audit.append(req.actor!, 'certificate.revoke', `serial:${serial}`, { reason, certificateId: r.certificateId }, deps.now());
-        // The inventory learns it now rather than at the next sync from the CA.
-        const issued = await ca.store.getCertificate(r.certificateId);
-        if (issued?.der) {
-          await deps.inventory
-            .recordCertificate(issued.der, 'ca', deps.now(), { revoked: { at: r.revokedAt, reason } })
-            .catch((e: unknown) => req.log.warn({ err: e, serial }, 'recording a revocation in the inventory failed; the next sync records it'));
+        const issued = await ca.store.getCertificateBySerial(serial);
+        if (!issued?.der || issued.status !== 'issued') throw new ApiProblem(404, 'Not found', `this CA issued no certificate with serial ${serial}`);
+        const issuedFp = createHash('sha256').update(issued.der).digest('hex');
+        // The serial is only the CA's name for it: a certificate found elsewhere (a scan, a file)
+        // may carry the serial of one this CA issued. Only that very certificate is revoked.
+        if (fingerprint !== null && issuedFp !== fingerprint) {
+          throw new ApiProblem(404, 'Not found', 'this CA did not issue this certificate (it carries the serial of one of ours)');
         }
-        deps.view.invalidate();
+        if (issued.revokedAt) throw new ApiProblem(409, 'alreadyRevoked', 'the certificate is already revoked');
+        const authority = ca.authority;
+        const r = await audited(req, 'certificate.revoke', `serial:${serial}`, { reason, fingerprint: issuedFp }, () => authority.revokeAsOperator(serial, reason, `token:${req.actor!.name}`));
+        // The inventory learns it now rather than at the next sync from the CA.
+        await deps.inventory
+          .recordCertificate(issued.der, 'ca', deps.now(), { revoked: { at: r.revokedAt, reason } })
+          .catch((e: unknown) => req.log.warn({ err: e, serial }, 'recording a revocation in the inventory failed; the next sync records it'));
+        await deps.view.refresh(issuedFp).catch(() => deps.view.invalidate());
         return reply.code(201).send({ serial, reason, revokedAt: r.revokedAt.toISOString() });
       });
 
@@ -368,7 +398,7 @@ export async function registerManagement(app: FastifyInstance, deps: ManagementD
         };
       });
       api.post('/ca/eab-keys', { preHandler: need('admin') }, async (req, reply) => {
-        const body = req.body as { uses?: unknown; expiresDays?: unknown; comment?: unknown };
+        const body = (req.body ?? {}) as { uses?: unknown; expiresDays?: unknown; comment?: unknown };
         const uses = body.uses ?? 1;
         if (typeof uses !== 'number' || !Number.isInteger(uses) || uses < 1 || uses > 1_000_000) throw new ApiProblem(400, 'Bad request', 'uses must be a whole number from 1 to 1000000');
         if (body.expiresDays !== undefined && (typeof body.expiresDays !== 'number' || !Number.isInteger(body.expiresDays) || body.expiresDays < 1 || body.expiresDays > 3650)) {
@@ -379,21 +409,27 @@ export async function registerManagement(app: FastifyInstance, deps: ManagementD
         const kid = `kid-${randomBytes(12).toString('base64url')}`;
         const hmacKey = randomBytes(32).toString('base64url');
         const expiresAt = typeof body.expiresDays === 'number' ? new Date(now.getTime() + body.expiresDays * 86_400_000) : null;
-        await caOrFail().store.createEabKey({ kid, hmacKey, maxUses: uses, uses: 0, accountIds: [], createdAt: now, expiresAt, comment: (body.comment as string | undefined) ?? null });
-        await audit.append(req.actor!, 'eab.create', `eab:${kid}`, { maxUses: uses, expiresAt: expiresAt?.toISOString() ?? null, comment: body.comment ?? null }, now);
+        const store = caOrFail().store;
+        await audited(req, 'eab.create', `eab:${kid}`, { maxUses: uses, expiresAt: expiresAt?.toISOString() ?? null, comment: body.comment ?? null }, () =>
+          store.createEabKey({ kid, hmacKey, maxUses: uses, uses: 0, accountIds: [], createdAt: now, expiresAt, comment: (body.comment as string | undefined) ?? null }),
+        );
         return reply.code(201).send({ kid, hmacKey, maxUses: uses, expiresAt: expiresAt?.toISOString() ?? null });
       });
       api.delete('/ca/eab-keys/:kid', { preHandler: need('admin') }, async (req, reply) => {
         const kid = (req.params as { kid: string }).kid;
-        if (!(await caOrFail().store.disableEabKey(kid, deps.now()))) throw new ApiProblem(404, 'Not found', 'no active EAB key with this id');
-        await audit.append(req.actor!, 'eab.disable', `eab:${kid}`, {}, deps.now());
+        const store = caOrFail().store;
+        const k = await store.getEabKey(kid);
+        if (!k || (k.expiresAt && k.expiresAt.getTime() <= deps.now().getTime())) throw new ApiProblem(404, 'Not found', 'no active EAB key with this id');
+        await audited(req, 'eab.disable', `eab:${kid}`, {}, async () => {
+          if (!(await store.disableEabKey(kid, deps.now()))) throw new ApiProblem(404, 'Not found', 'no active EAB key with this id');
+        });
         return reply.code(204).send();
       });
 
       // ------------------------------------------------------------------ tokens and audit
       api.get('/tokens', { preHandler: need('admin') }, async () => ({ items: (await tokens.list()).map(tokenJson) }));
       api.post('/tokens', { preHandler: need('admin') }, async (req, reply) => {
-        const body = req.body as { name?: unknown; role?: unknown; expiresDays?: unknown };
+        const body = (req.body ?? {}) as { name?: unknown; role?: unknown; expiresDays?: unknown };
         if (typeof body.name !== 'string' || typeof body.role !== 'string' || !(ROLES as readonly string[]).includes(body.role)) {
           throw new ApiProblem(400, 'Bad request', `send {"name": "...", "role": "${ROLES.join('" | "')}"}`);
         }
@@ -408,7 +444,7 @@ export async function registerManagement(app: FastifyInstance, deps: ManagementD
       });
       api.delete('/tokens/:id', { preHandler: need('admin') }, async (req, reply) => {
         const t = await tokens.revoke((req.params as { id: string }).id, deps.now());
-        await audit.append(req.actor!, 'token.revoke', `token:${t.name}`, { id: t.id }, deps.now());
+        if (t.changed) await audit.append(req.actor!, 'token.revoke', `token:${t.name}`, { id: t.id }, deps.now());
         return reply.code(204).send();
       });
       api.get('/audit', { preHandler: need('admin') }, async (req) => {

@@ -14,6 +14,7 @@ import { openStore } from '../storage/index.js';
 import { EstateView } from '../inventory/estate-view.js';
 import { inventoryLocationOf, openInventory } from '../inventory/inventory.js';
 import { registerManagement } from './api.js';
+import { auditKeyPath, loadAuditKey } from './audit.js';
 
 export async function serveDashboard(config: ServerConfig, listen: { host: string; port: number }): Promise<{ url: string; close(): Promise<void> }> {
   const log = createLogger({ level: config.log.level });
@@ -23,7 +24,8 @@ export async function serveDashboard(config: ServerConfig, listen: { host: strin
   const app = Fastify({ loggerInstance: log, return503OnClosing: true }) as unknown as FastifyInstance;
   await registerManagement(app, {
     inventory,
-    view: new EstateView(inventory, { now: () => new Date() }),
+    view: new EstateView(inventory, { now: () => new Date(), onError: (e) => log.warn({ err: e }, 'reading the inventory failed; tried again at the next request') }),
+    auditKey: await loadAuditKey(auditKeyPath(caDirOf(config)), { create: true }),
     ...(store ? { ca: { store } } : {}),
     logger: log,
     now: () => new Date(),

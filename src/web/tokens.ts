@@ -40,6 +40,7 @@ export interface Actor {
 /** A token: "anvil_" and 43 characters of base64url (256 bits). */
 const TOKEN_RE = /^anvil_[A-Za-z0-9_-]{43}$/;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+const ID_RE = /^[0-9a-f]{16}$/;
 
 export class TokenError extends Error {
   constructor(
@@ -61,6 +62,7 @@ export class TokenStore {
   /** Creates a token; the secret is returned here and never again. */
   async create(opts: { name: string; role: Role; createdBy: string; expiresAt?: Date | null }, now: Date): Promise<{ token: string; info: TokenInfo }> {
     if (!NAME_RE.test(opts.name)) throw new TokenError('a token name is 1 to 64 letters, digits, ".", "_", "@" or "-", starting with a letter or digit', 'BAD_NAME');
+    if (ID_RE.test(opts.name)) throw new TokenError('a token name may not look like a token id (16 hex digits)', 'BAD_NAME');
     if (!(ROLES as readonly string[]).includes(opts.role)) throw new TokenError(`role must be one of ${ROLES.join(', ')}`, 'BAD_ROLE');
     const token = `anvil_${randomBytes(32).toString('base64url')}`;
     const row: MgmtTokensTable = {
@@ -102,19 +104,24 @@ export class TokenStore {
     return rows.map(mapToken);
   }
 
-  /** Revokes a token by id or name; returns it, or throws NOT_FOUND. Revoking twice is harmless. */
-  async revoke(idOrName: string, now: Date): Promise<TokenInfo> {
+  /**
+   * Revokes a token by id or name; returns it, with `changed` false when it was revoked already
+   * (revoking twice is harmless), or throws NOT_FOUND.
+   */
+  async revoke(idOrName: string, now: Date): Promise<TokenInfo & { changed: boolean }> {
     const row = await this.db
       .selectFrom('mgmt_tokens')
       .selectAll()
       .where((eb) => eb.or([eb('id', '=', idOrName), eb('name', '=', idOrName)]))
       .executeTakeFirst();
     if (!row) throw new TokenError(`no token with the id or name "${idOrName}"`, 'NOT_FOUND');
+    let changed = false;
     if (row.revoked_at === null) {
-      await this.db.updateTable('mgmt_tokens').set({ revoked_at: now.getTime() }).where('id', '=', row.id).where('revoked_at', 'is', null).execute();
+      const r = await this.db.updateTable('mgmt_tokens').set({ revoked_at: now.getTime() }).where('id', '=', row.id).where('revoked_at', 'is', null).executeTakeFirst();
+      changed = Number(r.numUpdatedRows) > 0;
       row.revoked_at = now.getTime();
     }
-    return mapToken(row);
+    return { ...mapToken(row), changed };
   }
 }
 

@@ -25,6 +25,7 @@ async function sqlite(): Promise<InventoryLocation> {
   return { type: 'sqlite', path: path.join(d, 'inventory.db') };
 }
 const postgres = async (): Promise<InventoryLocation> => ({ type: 'postgres', url: await createDatabase() });
+const KEY = Buffer.alloc(32, 7);
 const actor = (name: string) => ({ kind: 'token' as const, name, role: 'admin' as const });
 
 function contract(name: string, where: () => Promise<InventoryLocation>, skip: string | false, concurrentWriters: boolean): void {
@@ -32,14 +33,14 @@ function contract(name: string, where: () => Promise<InventoryLocation>, skip: s
     test('entries chain from the genesis hash; each hash is recomputable; list is newest first', async () => {
       const s = await openInventory(await where());
       try {
-        const log = new AuditLog(s.db);
+        const log = new AuditLog(s.db, KEY);
         assert.deepEqual(await log.verify(), { ok: true, entries: 0, head: null, problems: [] });
         const e1 = await log.append(actor('a'), 'token.create', 'token:x', { role: 'viewer' }, new Date('2026-11-25T10:00:00Z'));
         const e2 = await log.append(actor('b'), 'certificate.revoke', 'serial:ab', { reason: 1, note: 'quote " and unicode é' }, new Date('2026-11-25T10:00:01Z'));
         assert.equal(e1.seq, 1);
         assert.equal(e1.prevHash, GENESIS_HASH);
         assert.equal(e2.prevHash, e1.hash);
-        assert.equal(e2.hash, entryHash({ seq: 2, at: Date.parse('2026-11-25T10:00:01Z'), actor: 'token:b', action: 'certificate.revoke', target: 'serial:ab', detail: JSON.stringify(e2.detail), prevHash: e1.hash }));
+        assert.equal(e2.hash, entryHash(KEY, { seq: 2, at: Date.parse('2026-11-25T10:00:01Z'), actor: 'token:b', action: 'certificate.revoke', target: 'serial:ab', detail: JSON.stringify(e2.detail), prevHash: e1.hash }));
         const list = await log.list();
         assert.deepEqual(list.map((e) => e.seq), [2, 1]);
         assert.deepEqual(list[0]!.detail, { reason: 1, note: 'quote " and unicode é' });
@@ -60,8 +61,8 @@ function contract(name: string, where: () => Promise<InventoryLocation>, skip: s
         const s1 = await openInventory(loc);
         const s2 = await openInventory(loc);
         try {
-          const l1 = new AuditLog(s1.db);
-          const l2 = new AuditLog(s2.db);
+          const l1 = new AuditLog(s1.db, KEY);
+          const l2 = new AuditLog(s2.db, KEY);
           const now = new Date();
           await Promise.all([
             ...Array.from({ length: 15 }, (_, i) => l1.append(actor('one'), 'test.append', `n:${i}`, {}, now)),

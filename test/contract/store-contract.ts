@@ -267,6 +267,22 @@ export function runStoreContract(name: string, open: () => Promise<Store>, opts:
       await assert.rejects(s.createCertificate(certificate(a.id, o1.id)));
     });
 
+    test('of concurrent revocations of one certificate exactly one wins, and its reason stands', async () => {
+      const a = account();
+      await s.createAccount(a);
+      const o = order(a.id, []);
+      await s.createOrder(o);
+      const c = certificate(a.id, o.id, { status: 'issued', revokedAt: null, revocationReason: null });
+      await s.createCertificate(c);
+      const results = await Promise.all([1, 4, 5, 9, 3].map((reason, i) => s.revokeCertificate(c.id, at(100 + i), reason)));
+      assert.equal(results.filter(Boolean).length, 1);
+      const won = [1, 4, 5, 9, 3][results.indexOf(true)];
+      const stored = (await s.getCertificate(c.id))!;
+      assert.equal(stored.revocationReason, won);
+      assert.equal(await s.revokeCertificate(c.id, at(200), 0), false);
+      assert.equal(await s.revokeCertificate('no-such-id', at(200), 0), false);
+    });
+
     test('a transaction that throws leaves nothing behind; one that returns is visible after', async () => {
       const a = account();
       await assert.rejects(

@@ -16,7 +16,7 @@ import { inventoryLocationOf, openInventory } from '../../src/inventory/inventor
 import { syncFromCa } from '../../src/inventory/sources.js';
 import type { InventoryStore } from '../../src/inventory/store.js';
 import * as x509 from '../../src/lib/x509.js';
-import { AuditLog } from '../../src/web/audit.js';
+import { AuditLog, auditKeyPath, entryHash, loadAuditKey } from '../../src/web/audit.js';
 import { TokenStore } from '../../src/web/tokens.js';
 import { issue } from '../helpers/flow.js';
 import { startTestServer, type TestServer } from '../helpers/in-process.js';
@@ -169,6 +169,24 @@ describe('management API', () => {
     assert.match(reason.json.detail, /reason must be one of/);
     const unknown = await call('POST', '/api/v1/ca/revocations', { ...op, body: { serial: 'abcdef' } });
     assert.equal(unknown.status, 404);
+    for (const p of ['/api/v1/ca/revocations', '/api/v1/tokens']) {
+      const empty = await fetch(`${base}${p}`, { method: 'POST', headers: { authorization: `Bearer ${tok.admin}` } });
+      assert.equal(empty.status, 400, `${p} without a body`);
+    }
+    assert.equal((await call('GET', '/api/v1/certificates?q=a&q=b', v)).status, 400);
+  });
+
+  test('a certificate found elsewhere that carries the serial of one this CA issued is not a way to revoke ours', async () => {
+    const serialA = new x509.X509Certificate(leafA).serialNumber;
+    const dir = path.join(t.dataDir, 'rogue');
+    await run('mkdir', ['-p', dir]);
+    await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=alpha.example.com', '-set_serial', `0x${serialA}`, '-days', '30', '-keyout', path.join(dir, 'k.pem'), '-out', path.join(dir, 'rogue.pem')]);
+    const rogue = Buffer.from(new x509.X509Certificate(await readFile(path.join(dir, 'rogue.pem'), 'utf8')).rawData);
+    const { fingerprint } = await inv.recordCertificate(rogue, 'network', new Date());
+    const r = await call('POST', '/api/v1/ca/revocations', { token: tok.operator, body: { fingerprint, reason: 1 } });
+    assert.equal(r.status, 404);
+    assert.match(r.json.detail, /carries the serial of one of ours/);
+    assert.equal((await t.srv.store.getCertificateBySerial(serialA.toLowerCase().replace(/^0+/, '')))!.revokedAt, null);
   });
 
   test('a viewer may not revoke; an operator may, once; the CA then answers revoked by OCSP and the change is audited', async () => {
@@ -203,7 +221,7 @@ describe('management API', () => {
     assert.match(o, /leaf\.pem: revoked/);
     assert.match(o, /Reason: keyCompromise/);
 
-    const audit = await new AuditLog(inv.db).list();
+    const audit = await new AuditLog(inv.db, null).list();
     const entry = audit.find((e) => e.action === 'certificate.revoke');
     assert.ok(entry, 'the revocation is in the audit log');
     assert.equal(entry.actor, 'token:operator-1');
@@ -258,7 +276,7 @@ describe('management API', () => {
     const s = await call('POST', '/api/v1/session', { body: { token: tok.operator } });
     assert.equal(s.status, 200);
     const cookie = s.headers.get('set-cookie')!;
-    assert.match(cookie, /^anvil_token=anvil_[^;]+; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+$/);
+    assert.match(cookie, /^anvil_token=anvil_[^;]+; Path=\/api\/v1; HttpOnly; SameSite=Strict; Max-Age=\d+$/);
     const c = cookie.split(';')[0]!;
     assert.equal((await call('GET', '/api/v1/me', { headers: { cookie: c } })).json.name, 'operator-1');
     const noCsrf = await call('POST', '/api/v1/ca/revocations', { headers: { cookie: c }, body: { fingerprint: fpB, reason: 4 } });
@@ -297,7 +315,8 @@ describe('management API', () => {
   });
 
   test('every change is in the audit log, whose chain verifies; changing, deleting or reordering an entry is detected', async () => {
-    const log = new AuditLog(inv.db);
+    const key = await loadAuditKey(auditKeyPath(t.srv.caDir), { create: false });
+    const log = new AuditLog(inv.db, key);
     const before = await log.verify();
     assert.equal(before.ok, true, JSON.stringify(before.problems));
     const actions = (await log.list()).map((e) => e.action).reverse();
@@ -307,25 +326,60 @@ describe('management API', () => {
     assert.equal(viaApi.json.entries, 6);
     const head = before.head!;
 
+    const snapshot = await inv.db.selectFrom('mgmt_audit').selectAll().orderBy('seq').execute();
+    const restore = async () => {
+      await sql`DELETE FROM mgmt_audit`.execute(inv.db);
+      for (const r of snapshot) await inv.db.insertInto('mgmt_audit').values(r).execute();
+      assert.equal((await log.verify()).ok, true);
+    };
+
     // Changed content.
     await sql`UPDATE mgmt_audit SET detail = '{"reason":0}' WHERE seq = 1`.execute(inv.db);
     let r = await log.verify();
     assert.equal(r.ok, false);
-    assert.deepEqual(r.problems[0], { seq: 1, problem: 'its content does not match its hash (the entry was changed)' });
-    // Changed and re-hashed: the next entry's link breaks.
-    const row = await inv.db.selectFrom('mgmt_audit').selectAll().where('seq', '=', 1).executeTakeFirstOrThrow();
-    const { entryHash } = await import('../../src/web/audit.js');
-    const forged = entryHash({ seq: 1, at: Number(row.at), actor: row.actor, action: row.action, target: row.target, detail: row.detail, prevHash: row.prev_hash });
-    await sql`UPDATE mgmt_audit SET hash = ${forged} WHERE seq = 1`.execute(inv.db);
+    assert.deepEqual(r.problems[0], { seq: 1, problem: 'its content does not match its hash (the entry was changed, or written with another key)' });
+    await restore();
+
+    // An entry removed from the middle, the rest renumbered and every hash after it recomputed:
+    // without the key (kept outside the database) the recomputed hashes do not verify.
+    const guessed = Buffer.alloc(32);
+    await sql`DELETE FROM mgmt_audit WHERE seq = 2`.execute(inv.db);
+    let prev = snapshot[0]!.hash;
+    for (const row of snapshot.slice(2)) {
+      const seq = Number(row.seq) - 1;
+      const hash = entryHash(guessed, { seq, at: Number(row.at), actor: row.actor, action: row.action, target: row.target, detail: row.detail, prevHash: prev });
+      await sql`UPDATE mgmt_audit SET seq = ${seq}, prev_hash = ${prev}, hash = ${hash} WHERE seq = ${Number(row.seq)}`.execute(inv.db);
+      prev = hash;
+    }
     r = await log.verify();
     assert.equal(r.ok, false);
     assert.equal(r.problems[0]!.seq, 2);
-    assert.match(r.problems[0]!.problem, /link to the previous entry/);
-    // Deleted in the middle.
-    await sql`DELETE FROM mgmt_audit WHERE seq <= 1`.execute(inv.db);
+    assert.match(r.problems[0]!.problem, /does not match its hash/);
+    await restore();
+
+    // Deleted in the middle, left as it was.
+    await sql`DELETE FROM mgmt_audit WHERE seq = 3`.execute(inv.db);
     r = await log.verify();
     assert.equal(r.ok, false);
-    assert.match(r.problems[0]!.problem, /entries 1\.\.1 are missing/);
+    assert.match(r.problems[0]!.problem, /entries 3\.\.3 are missing/);
+    await restore();
+
+    // Two entries swapped.
+    await sql`UPDATE mgmt_audit SET seq = -1 WHERE seq = 2`.execute(inv.db);
+    await sql`UPDATE mgmt_audit SET seq = 2 WHERE seq = 3`.execute(inv.db);
+    await sql`UPDATE mgmt_audit SET seq = 3 WHERE seq = -1`.execute(inv.db);
+    r = await log.verify();
+    assert.equal(r.ok, false);
+    assert.equal(r.problems[0]!.seq, 2);
+    await restore();
+
+    // An entry slipped in before the first.
+    await inv.db.insertInto('mgmt_audit').values({ ...snapshot[0]!, seq: 0, action: 'certificate.revoke', target: 'serial:ff' }).execute();
+    r = await log.verify();
+    assert.equal(r.ok, false);
+    assert.equal(r.problems[0]!.seq, 0);
+    await restore();
+
     // Cut off the end: a shorter chain verifies on its own, but not against the recorded head.
     await sql`DELETE FROM mgmt_audit WHERE seq = ${head.seq}`.execute(inv.db);
     r = await log.verify({ expectHead: head });

@@ -979,11 +979,10 @@ export class Authority {
         }
       }
     }
-    await this.#store.transaction(async (tx) => {
-      const fresh = await tx.getCertificate(cert.id);
-      if (fresh?.revokedAt) throw new AcmeProblem('alreadyRevoked', 'the certificate is already revoked');
-      await tx.updateCertificate(cert.id, { revokedAt: this.#now(), revocationReason: reason }, ['issued']);
-    });
+    // Compare-and-set: of two concurrent revocations one wins, the other is alreadyRevoked.
+    if (!(await this.#store.revokeCertificate(cert.id, this.#now(), reason))) {
+      throw new AcmeProblem('alreadyRevoked', 'the certificate is already revoked');
+    }
     this.#observer?.certificateRevoked(reason);
     this.#log.info({ serial, reason, by: auth.kind === 'account' ? auth.account.id : 'certificate key' }, 'certificate revoked');
     if (this.#onRevoked) {
@@ -1002,11 +1001,9 @@ export class Authority {
     const cert = await this.#store.getCertificateBySerial(serial);
     if (!cert || cert.status !== 'issued') throw new AcmeProblem('malformed', `this CA issued no certificate with serial ${serial}`, { status: 404 });
     const revokedAt = this.#now();
-    await this.#store.transaction(async (tx) => {
-      const fresh = await tx.getCertificate(cert.id);
-      if (fresh?.revokedAt) throw new AcmeProblem('alreadyRevoked', 'the certificate is already revoked');
-      await tx.updateCertificate(cert.id, { revokedAt, revocationReason: reason }, ['issued']);
-    });
+    if (!(await this.#store.revokeCertificate(cert.id, revokedAt, reason))) {
+      throw new AcmeProblem('alreadyRevoked', 'the certificate is already revoked');
+    }
     this.#log.info({ serial, reason, by }, 'certificate revoked by the operator');
     if (this.#onRevoked) {
       await this.#onRevoked(serial).catch((e: unknown) => this.#log.error({ err: e, serial }, 'updating revocation status (CRL) after a revocation failed; the schedule will retry'));
