@@ -277,11 +277,14 @@ export async function startServer(config: ServerConfig, deps: ServerDeps = {}): 
     const { openInventory, inventoryLocationOf } = await import('../inventory/inventory.js');
     const { EstateView } = await import('../inventory/estate-view.js');
     const { registerManagement } = await import('../web/api.js');
+    const { auditKeyPath, loadAuditKey } = await import('../web/audit.js');
+    const auditKey = await loadAuditKey(auditKeyPath(caDir), { create: true });
     const inventory = await openInventory(inventoryLocationOf(config.storage, dataDir));
     management = inventory;
     await registerManagement(app, {
       inventory,
-      view: new EstateView(inventory, { now: () => clock.now() }),
+      view: new EstateView(inventory, { now: () => clock.now(), onError: (e) => log.warn({ err: e }, 'reading the inventory for the dashboard failed; tried again at the next request') }),
+      auditKey,
       ca: { store, authority },
       logger: log,
       now: () => clock.now(),
