@@ -3,26 +3,19 @@
  * builds the channels, runs the alerts, waits `intervalMs`, and again, until told to stop. Never
  * throws: a failed run is reported and tried again at the next interval.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
+import { threadControl } from './thread.js';
 import { createChannels, type AlertChannel } from './alert-channels.js';
 import { AlertEngine, type AlertsThreadConfig, type AlertsThreadReport } from './alerts.js';
 import { openInventory } from './inventory.js';
 
 const config = workerData as AlertsThreadConfig;
-let stopping = false;
-let wake: (() => void) | null = null;
-parentPort!.on('message', (m) => {
-  if (m === 'stop') {
-    stopping = true;
-    wake?.();
-  }
-});
-const report = (r: AlertsThreadReport) => parentPort!.postMessage(r);
+const { stopping, sleep, report } = threadControl<AlertsThreadReport>();
 
 let inv: Awaited<ReturnType<typeof openInventory>> | null = null;
 let channels: AlertChannel[] | null = null;
 try {
-  while (!stopping) {
+  while (!stopping()) {
     try {
       // Opened on first use, and again after a failure (a database not reachable yet, a secret
       // file not there yet).
@@ -33,11 +26,8 @@ try {
     } catch (e) {
       report({ type: 'error', message: (e as Error).message, code: (e as { code?: string }).code });
     }
-    if (stopping) break;
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-      setTimeout(resolve, config.intervalMs);
-    });
+    if (stopping()) break;
+    await sleep(config.intervalMs);
   }
 } finally {
   for (const c of channels ?? []) await c.close().catch(() => {});

@@ -722,37 +722,10 @@ export type AlertsThreadReport = { type: 'run'; report: AlertRunReport } | { typ
  * after 10 s: what it had claimed is sent by the next run, once its lease runs out).
  */
 export async function startAlertsThread(config: AlertsThreadConfig, onReport: (r: AlertsThreadReport) => void): Promise<{ stop(): Promise<void> }> {
-  const { Worker } = await import('node:worker_threads');
   // Only the enumerable values travel (the toJSON redaction does not): the thread gets the real ones.
   const data = { ...config, alerts: { ...config.alerts, channels: config.alerts.channels.map((c) => ({ ...c })) } };
-  let worker;
-  if (import.meta.url.endsWith('.ts')) {
-    // Under tsx (tests, development): Node 20 does not give workers tsx's loader (see sources.ts).
-    const target = new URL('./alerts-worker.ts', import.meta.url).href;
-    const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(target)}); })`;
-    worker = new Worker(boot, { eval: true, workerData: data });
-  } else {
-    worker = new Worker(new URL('./alerts-worker.js', import.meta.url), { workerData: data });
-  }
-  let exited = false;
-  const exit = new Promise<void>((resolve) =>
-    worker.once('exit', () => {
-      exited = true;
-      resolve();
-    }),
-  );
-  worker.on('message', (m: AlertsThreadReport) => onReport(m));
-  worker.on('error', (e) => onReport({ type: 'error', message: e.message }));
-  worker.unref();
-  return {
-    async stop() {
-      if (exited) return;
-      worker.postMessage('stop');
-      const timer = setTimeout(() => void worker.terminate(), 10_000);
-      await exit;
-      clearTimeout(timer);
-    },
-  };
+  const { startInventoryThread } = await import('./thread.js');
+  return startInventoryThread<AlertsThreadReport>('alerts-worker', data, onReport);
 }
 
 /** Logs a run as the server does: failures and drops as errors (no secret is in them), news as info. */

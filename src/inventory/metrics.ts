@@ -434,16 +434,8 @@ export interface MetricsThreadConfig {
  * synchronous). The bytes come back transferred, not copied.
  */
 export async function startMetricsThread(config: MetricsThreadConfig): Promise<InventoryMetricsBuilder> {
-  const { Worker } = await import('node:worker_threads');
-  let worker: import('node:worker_threads').Worker;
-  if (import.meta.url.endsWith('.ts')) {
-    // Under tsx (tests, development): Node 20 does not give workers tsx's loader (see sources.ts).
-    const target = new URL('./metrics-worker.ts', import.meta.url).href;
-    const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(target)}); })`;
-    worker = new Worker(boot, { eval: true, workerData: config });
-  } else {
-    worker = new Worker(new URL('./metrics-worker.js', import.meta.url), { workerData: config });
-  }
+  const { spawnInventoryWorker } = await import('./thread.js');
+  const worker = spawnInventoryWorker('metrics-worker', config);
   worker.unref();
   let next = 0;
   const waiting = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();

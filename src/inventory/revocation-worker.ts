@@ -3,38 +3,26 @@
  * `firstDelayMs`, then checks the inventory's due certificates, waits `wakeMs`, and again, until
  * told to stop. Never throws: a failed run is reported and tried again at the next wake.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
+import { threadControl } from './thread.js';
 import { openInventory } from './inventory.js';
 import { checkInventoryRevocation, type RevocationThreadConfig, type RevocationThreadReport } from './revocation.js';
 
 const config = workerData as RevocationThreadConfig;
-const stop = new AbortController();
-let wake: (() => void) | null = null;
-parentPort!.on('message', (m) => {
-  if (m === 'stop') {
-    stop.abort();
-    wake?.();
-  }
-});
-const report = (r: RevocationThreadReport) => parentPort!.postMessage(r);
-const sleep = (ms: number) =>
-  new Promise<void>((resolve) => {
-    wake = resolve;
-    setTimeout(resolve, ms);
-  });
+const { signal, sleep, report } = threadControl<RevocationThreadReport>();
 
 let inv: Awaited<ReturnType<typeof openInventory>> | null = null;
 try {
   await sleep(config.firstDelayMs);
-  while (!stop.signal.aborted) {
+  while (!signal.aborted) {
     try {
       inv ??= await openInventory(config.inventory);
-      const { results: _none, ...summary } = await checkInventoryRevocation(inv, { ...config.options, maxAgeHours: config.maxAgeHours, signal: stop.signal, keepResults: false });
+      const { results: _none, ...summary } = await checkInventoryRevocation(inv, { ...config.options, maxAgeHours: config.maxAgeHours, signal, keepResults: false });
       if (summary.checked) report({ type: 'checked', summary });
     } catch (e) {
       report({ type: 'error', message: (e as Error).message });
     }
-    if (stop.signal.aborted) break;
+    if (signal.aborted) break;
     await sleep(config.wakeMs);
   }
 } finally {

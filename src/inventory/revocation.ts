@@ -338,33 +338,6 @@ export type RevocationThreadReport =
  * way after the checks in flight, then the thread.
  */
 export async function startRevocationThread(config: RevocationThreadConfig, onReport: (r: RevocationThreadReport) => void): Promise<{ stop(): Promise<void> }> {
-  const { Worker } = await import('node:worker_threads');
-  let worker;
-  if (import.meta.url.endsWith('.ts')) {
-    // Under tsx (tests, development): as in sources.ts startSyncThread.
-    const target = new URL('./revocation-worker.ts', import.meta.url).href;
-    const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(target)}); })`;
-    worker = new Worker(boot, { eval: true, workerData: config });
-  } else {
-    worker = new Worker(new URL('./revocation-worker.js', import.meta.url), { workerData: config });
-  }
-  let exited = false;
-  const exit = new Promise<void>((resolve) =>
-    worker.once('exit', () => {
-      exited = true;
-      resolve();
-    }),
-  );
-  worker.on('message', (m: RevocationThreadReport) => onReport(m));
-  worker.on('error', (e) => onReport({ type: 'error', message: e.message }));
-  worker.unref();
-  return {
-    async stop() {
-      if (exited) return;
-      worker.postMessage('stop');
-      const timer = setTimeout(() => void worker.terminate(), 10_000);
-      await exit;
-      clearTimeout(timer);
-    },
-  };
+  const { startInventoryThread } = await import('./thread.js');
+  return startInventoryThread<RevocationThreadReport>('revocation-worker', config, onReport);
 }

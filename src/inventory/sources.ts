@@ -92,34 +92,6 @@ export interface SyncThreadReport {
  * progress. Reports go to `onReport` (for the log).
  */
 export async function startSyncThread(config: SyncThreadConfig, onReport: (r: SyncThreadReport) => void): Promise<{ stop(): Promise<void> }> {
-  const { Worker } = await import('node:worker_threads');
-  let worker;
-  if (import.meta.url.endsWith('.ts')) {
-    // Under tsx (tests, development): Node 20 does not give workers tsx's loader, so the worker
-    // registers it itself before it imports its module.
-    const target = new URL('./sync-worker.ts', import.meta.url).href;
-    const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(target)}); })`;
-    worker = new Worker(boot, { eval: true, workerData: config });
-  } else {
-    worker = new Worker(new URL('./sync-worker.js', import.meta.url), { workerData: config });
-  }
-  let exited = false;
-  const exit = new Promise<void>((resolve) =>
-    worker.once('exit', () => {
-      exited = true;
-      resolve();
-    }),
-  );
-  worker.on('message', (m: SyncThreadReport) => onReport(m));
-  worker.on('error', (e) => onReport({ type: 'error', message: e.message }));
-  worker.unref();
-  return {
-    async stop() {
-      if (exited) return;
-      worker.postMessage('stop');
-      const timer = setTimeout(() => void worker.terminate(), 10_000);
-      await exit;
-      clearTimeout(timer);
-    },
-  };
+  const { startInventoryThread } = await import('./thread.js');
+  return startInventoryThread<SyncThreadReport>('sync-worker', config, onReport);
 }

@@ -3,26 +3,19 @@
  * the inventory, syncs, waits `intervalMs`, and again, until told to stop. Never throws: a failed
  * sync is reported and tried again at the next interval.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
+import { threadControl } from './thread.js';
 import { openStore } from '../storage/index.js';
 import { openInventory } from './inventory.js';
 import { syncFromCa, type SyncThreadConfig, type SyncThreadReport } from './sources.js';
 
 const config = workerData as SyncThreadConfig;
-let stopping = false;
-let wake: (() => void) | null = null;
-parentPort!.on('message', (m) => {
-  if (m === 'stop') {
-    stopping = true;
-    wake?.();
-  }
-});
-const report = (r: SyncThreadReport) => parentPort!.postMessage(r);
+const { stopping, sleep, report } = threadControl<SyncThreadReport>();
 
 let ca: Awaited<ReturnType<typeof openStore>> | null = null;
 let inv: Awaited<ReturnType<typeof openInventory>> | null = null;
 try {
-  while (!stopping) {
+  while (!stopping()) {
     try {
       // Opened on first use, and again after a failure to open (a database not reachable yet).
       ca ??= await openStore(config.store);
@@ -31,15 +24,12 @@ try {
       do {
         r = await syncFromCa(inv, ca, new Date(), { maxCertificates: 20_000 });
         if (r.read) report({ type: 'synced', result: r });
-      } while (r.more && !stopping);
+      } while (r.more && !stopping());
     } catch (e) {
       report({ type: 'error', message: (e as Error).message });
     }
-    if (stopping) break;
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-      setTimeout(resolve, config.intervalMs);
-    });
+    if (stopping()) break;
+    await sleep(config.intervalMs);
   }
 } finally {
   await inv?.close().catch(() => {});
