@@ -219,8 +219,8 @@ test('group commit routes exactly the writing methods of the Store through its b
     const methods = new Set(Object.getOwnPropertyNames(KyselyStoreTx.prototype));
     const routed = Object.getOwnPropertyNames(store).filter((n) => methods.has(n));
     assert.deepEqual(routed.sort(), [
-      'createAccount', 'createAuthz', 'createCertificate', 'createEabKey', 'createOrder', 'purgeExpired', 'putCrl',
-      'serverSecret', 'setRenewalWindow', 'updateAccount', 'updateAccountAuthzs', 'updateAuthz', 'updateCertificate',
+      'createAccount', 'createAuthz', 'createCertificate', 'createEabKey', 'createOrder', 'disableEabKey', 'purgeExpired', 'putCrl',
+      'revokeCertificate', 'serverSecret', 'setRenewalWindow', 'updateAccount', 'updateAccountAuthzs', 'updateAuthz', 'updateCertificate',
       'updateChallenge', 'updateOrder', 'useEabKey', 'useNonce',
     ].sort());
   } finally {
