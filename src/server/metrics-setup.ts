@@ -75,13 +75,18 @@ export async function serverMetrics(config: ServerConfig, deps: { logger: Logger
   const acme = new AcmeMetrics();
   const worker = cluster.isWorker;
   const inventory = worker ? null : await inventoryMetricsOf(config, log, deps.clock);
-  const source = worker ? workerExposition(acme) : localExposition(acme, inventory);
+  // The inventory (every certificate's names, where each is deployed, what is weak) is shown on
+  // the ACME listener, which clients reach, only to scrapes with the bearer token; metrics.listen
+  // (an address of the operator's choosing) always shows it.
+  const onAcmeListener = token !== null;
+  const source = worker ? workerExposition(acme, { inventory: onAcmeListener }) : localExposition(acme, onAcmeListener ? inventory : null);
+  const listenerSource = worker ? source : localExposition(acme, inventory);
   let listener: { close(): Promise<void> } | null = null;
   return {
     acme,
     async attach(app) {
       await registerMetricsRoute(app, { path: config.metrics.path, bearerToken: token, source, logger: log });
-      if (!worker) listener = await listenerOf(config, token, source, log);
+      if (!worker) listener = await listenerOf(config, token, listenerSource, log);
     },
     async close() {
       await listener?.close();
@@ -96,7 +101,7 @@ export async function startPrimaryMetrics(config: ServerConfig, log: Logger, clo
   const token = await readBearerToken(config);
   const inventory = await inventoryMetricsOf(config, log, clock);
   const primary = primaryExposition(inventory);
-  const listener = await listenerOf(config, token, primary.source, log);
+  const listener = await listenerOf(config, token, () => primary.source(true), log);
   return {
     async stop() {
       primary.stop();

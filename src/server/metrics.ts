@@ -212,6 +212,8 @@ export function localExposition(acme: AcmeMetrics, inventory: { render(): Promis
 interface ExpositionRequest {
   type: 'anvil-metrics-request';
   id: number;
+  /** With the inventory part (the scrape had the bearer token). */
+  inventory: boolean;
 }
 
 interface ExpositionAnswer {
@@ -227,7 +229,7 @@ interface ExpositionAnswer {
  * primary's whole exposition, asked for over IPC, so that a scrape of the ACME listener sees every
  * worker and the inventory, whichever worker takes it.
  */
-export function workerExposition(acme: AcmeMetrics, timeoutMs = 10_000): ExpositionSource {
+export function workerExposition(acme: AcmeMetrics, opts: { inventory: boolean }, timeoutMs = 10_000): ExpositionSource {
   AggregatorRegistry.setRegistries([acme.registry]);
   // The constructor installs prom-client's worker-side listener (once per process).
   new AggregatorRegistry();
@@ -251,7 +253,7 @@ export function workerExposition(acme: AcmeMetrics, timeoutMs = 10_000): Exposit
         if (a.error !== undefined || a.text === undefined) reject(new Error(a.error ?? 'no metrics'));
         else resolve(Buffer.from(a.text, 'utf8'));
       });
-      process.send?.({ type: 'anvil-metrics-request', id } satisfies ExpositionRequest);
+      process.send?.({ type: 'anvil-metrics-request', id, inventory: opts.inventory } satisfies ExpositionRequest);
     });
 }
 
@@ -262,17 +264,17 @@ export function workerExposition(acme: AcmeMetrics, timeoutMs = 10_000): Exposit
  * process metrics of its own (their names would clash with the workers' sums). Workers' requests
  * for the exposition (workerExposition) are answered. stop() detaches the answering.
  */
-export function primaryExposition(inventory: { render(): Promise<Buffer> } | null): { source: ExpositionSource; stop(): void } {
+export function primaryExposition(inventory: { render(): Promise<Buffer> } | null): { source: (withInventory: boolean) => Promise<Buffer>; stop(): void } {
   const aggregator = new AggregatorRegistry();
-  const source: ExpositionSource = async () => {
-    const [workers, inv] = await Promise.all([aggregator.clusterMetrics(), inventory ? inventory.render() : Promise.resolve(null)]);
+  const source = async (withInventory: boolean): Promise<Buffer> => {
+    const [workers, inv] = await Promise.all([aggregator.clusterMetrics(), inventory && withInventory ? inventory.render() : Promise.resolve(null)]);
     const a = Buffer.from(workers.endsWith('\n') || workers === '' ? workers : `${workers}\n`, 'utf8');
     return inv ? Buffer.concat([a, inv]) : a;
   };
   const onMessage = (worker: import('node:cluster').Worker, m: unknown) => {
     const r = m as ExpositionRequest;
     if (r?.type !== 'anvil-metrics-request') return;
-    source().then(
+    source(r.inventory === true).then(
       (b) => worker.isConnected() && worker.send({ type: 'anvil-metrics-answer', id: r.id, text: b.toString('utf8') } satisfies ExpositionAnswer),
       (e: unknown) => worker.isConnected() && worker.send({ type: 'anvil-metrics-answer', id: r.id, error: (e as Error).message } satisfies ExpositionAnswer),
     );

@@ -30,10 +30,12 @@ describe('anvil scan, then the server /metrics', { timeout: 120_000 }, () => {
   let server: tls.Server;
   let port: number;
   let closedPort: number;
+  let listenPort: number;
   const notAfter = new Date(Math.floor(Date.now() / 1000) * 1000 + 40 * DAY);
 
   before(async () => {
-    anvil = await startAnvil({ tls: { enabled: false }, inventory: { syncSeconds: 0 }, metrics: { inventoryCacheSeconds: 0 } });
+    listenPort = await freePort();
+    anvil = await startAnvil({ tls: { enabled: false }, inventory: { syncSeconds: 0 }, metrics: { inventoryCacheSeconds: 0, listen: { host: '127.0.0.1', port: listenPort } } });
     const leaf = await testLeaf({ names: ['scan.metrics.test'], notBefore: new Date(notAfter.getTime() - 90 * DAY), notAfter });
     server = tls.createServer({ cert: leaf.pem, key: leaf.keyPem }, (s) => s.destroy());
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -50,7 +52,14 @@ describe('anvil scan, then the server /metrics', { timeout: 120_000 }, () => {
     const r = await runTool(process.execPath, [ANVIL_BIN, 'scan', `127.0.0.1:${port}`, `127.0.0.1:${closedPort}`, '--sni', 'scan.metrics.test', '--no-progress', '--data-dir', anvil.dataDir]);
     assert.equal(r.code, 0, r.out);
     const t1 = Date.now();
-    const e = await scrape(`${new URL(anvil.directoryUrl).origin}/metrics`);
+    // Without a bearer token, the ACME listener (which clients reach) shows no inventory...
+    await (await fetch(anvil.directoryUrl, { headers: { connection: 'close' } })).text();
+    const open = await scrape(`${new URL(anvil.directoryUrl).origin}/metrics`);
+    assert.equal(open.find('anvil_certificate_not_after_timestamp_seconds', {}).length, 0);
+    assert.equal(open.find('anvil_scan_runs_total', {}).length, 0);
+    assert.ok(open.find('anvil_http_requests_total', {}).length > 0, 'the ACME metrics are there');
+    // ...metrics.listen does.
+    const e = await scrape(`http://127.0.0.1:${listenPort}/metrics`);
     const k = { kind: 'network' };
     assert.equal(e.value('anvil_scan_runs_total', k), 1);
     const started = e.value('anvil_scan_last_run_timestamp_seconds', k);

@@ -17,7 +17,9 @@ import { parseExposition, type Exposition } from '../helpers/exposition.js';
 import { startTestServer, type TestServer } from '../helpers/in-process.js';
 import { RawAcme } from '../helpers/raw-acme.js';
 
-async function scrape(ts: TestServer, headers: Record<string, string> = {}): Promise<{ status: number; type: string | null; text: string }> {
+/** The first suite's scrapes carry its bearer token: the inventory part is shown on the ACME listener only to them. */
+const TOKEN = 'metrics-test-token-0123456789abcdef';
+async function scrape(ts: TestServer, headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` }): Promise<{ status: number; type: string | null; text: string }> {
   const r = await fetch(`${new URL(ts.directoryUrl).origin}/metrics`, { headers });
   return { status: r.status, type: r.headers.get('content-type'), text: await r.text() };
 }
@@ -26,14 +28,20 @@ describe('GET /metrics', { timeout: 120_000 }, () => {
   let ts: TestServer;
   let acme: RawAcme;
   let before0: Exposition;
+  let tokenDir: string;
 
   before(async () => {
-    ts = await startTestServer({ inventory: { syncSeconds: 1 }, metrics: { inventoryCacheSeconds: 0 } });
+    tokenDir = await mkdtemp(path.join(os.tmpdir(), 'anvil-metrics-token-'));
+    await writeFile(path.join(tokenDir, 'token'), `${TOKEN}\n`);
+    ts = await startTestServer({ inventory: { syncSeconds: 1 }, metrics: { inventoryCacheSeconds: 0, bearerTokenFile: path.join(tokenDir, 'token') } });
     acme = await new RawAcme(ts.directoryUrl).init();
     await acme.register();
     before0 = parseExposition((await scrape(ts)).text);
   });
-  after(async () => ts?.stop());
+  after(async () => {
+    await ts?.stop();
+    await rm(tokenDir, { recursive: true, force: true });
+  });
 
   test('an issuance shows in the request, validation and issuance counters, and its notAfter in the inventory part', async () => {
     const { chain } = await issue(acme, ['metrics.example.com']);
