@@ -301,7 +301,7 @@ abstract class HttpChannel implements AlertChannel {
     const answer = await readCapped(res);
     const status = res.statusCode;
     if (status >= 200 && status < 300) return {};
-    const snippet = this.redact(clean(answer, 200));
+    const snippet = clean(this.redact(answer), 200);
     const tail = snippet ? `: ${snippet}` : '';
     if (status >= 300 && status < 400) throw new AlertDeliveryError('ALERT_REJECTED', `${what}: answered ${status} (a redirect); redirects are not followed: configure the final URL`, true);
     if (status === 408 || status === 429 || status >= 500) {
@@ -534,7 +534,7 @@ class SmtpChannel implements AlertChannel {
 
   #classify(e: Error & { code?: string; responseCode?: number; command?: string }): AlertDeliveryError {
     const what = `${this.name}: ${this.target}`;
-    const msg = this.#redact(clean(e.message, 300));
+    const msg = clean(this.#redact(e.message), 300);
     const rc = e.responseCode;
     if (e.code === 'ETIMEDOUT') return new AlertDeliveryError('ALERT_TIMEOUT', `${what}: ${msg}`, false);
     if (e.code === 'EAUTH') return new AlertDeliveryError('ALERT_REJECTED', `${what}: authentication failed (check user and password): ${msg}`, rc === undefined || rc >= 500);
