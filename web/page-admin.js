@@ -7,6 +7,34 @@ import { ApiError, call } from './api.js';
 import { confirmDialog, copyButton, fmtTime, h, loading, replace, section, table, uid } from './dom.js';
 import { pagedTable } from './pager.js';
 
+/**
+ * A form that creates a secret shown once (an EAB key, a token): on submit `create` makes it and
+ * returns the box that shows it, which replaces `result` and takes the focus; then the list is
+ * loaded again. The button is disabled meanwhile; an error goes to the banner.
+ * @param {import('./app.js').Ctx} ctx
+ * @param {HTMLFormElement} form
+ * @param {HTMLButtonElement} submit
+ * @param {HTMLElement} result
+ * @param {() => Promise<void>} load
+ * @param {() => Promise<HTMLElement>} create
+ */
+function createsSecret(ctx, form, submit, result, load, create) {
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    submit.disabled = true;
+    try {
+      const box = await create();
+      replace(result, box);
+      box.focus();
+      await load();
+    } catch (e) {
+      ctx.error(e);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+}
+
 /** @param {import('./app.js').Ctx} ctx */
 export async function render(ctx) {
   const { root } = ctx;
@@ -115,33 +143,23 @@ function eabSection(ctx) {
     }
   }
 
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
+  createsSecret(ctx, form, submit, result, load, async () => {
     /** @type {{ uses: number, expiresDays?: number, comment?: string }} */
     const body = { uses: Number(uses.value || '1') };
     if (days.value) body.expiresDays = Number(days.value);
     if (comment.value.trim()) body.comment = comment.value.trim();
-    submit.disabled = true;
-    try {
-      const k = await call('/ca/eab-keys', { method: 'POST', body });
-      const dir = `${location.origin}/directory`;
-      const box = secretBox(`EAB key ${k.kid}`, 'Shown once: copy the HMAC key now and hand it to the client’s operator over a secure channel. This page will not show it again.', [
-        ['Key ID', k.kid],
-        ['HMAC key', k.hmacKey],
-        ['certbot', `certbot register --server ${dir} --eab-kid ${k.kid} --eab-hmac-key ${k.hmacKey}`],
-        ['lego', `lego --server ${dir} --eab --kid ${k.kid} --hmac ${k.hmacKey} --email you@example.com --domains example.com run`],
-        ['anvil', `anvil issue --server ${dir} --eab-kid ${k.kid} --eab-hmac-key ${k.hmacKey} -d example.com`],
-      ]);
-      box.id = 'eab-secret';
-      replace(result, box);
-      box.focus();
-      comment.value = '';
-      await load();
-    } catch (e) {
-      ctx.error(e);
-    } finally {
-      submit.disabled = false;
-    }
+    const k = await call('/ca/eab-keys', { method: 'POST', body });
+    const dir = `${location.origin}/directory`;
+    const box = secretBox(`EAB key ${k.kid}`, 'Shown once: copy the HMAC key now and hand it to the client’s operator over a secure channel. This page will not show it again.', [
+      ['Key ID', k.kid],
+      ['HMAC key', k.hmacKey],
+      ['certbot', `certbot register --server ${dir} --eab-kid ${k.kid} --eab-hmac-key ${k.hmacKey}`],
+      ['lego', `lego --server ${dir} --eab --kid ${k.kid} --hmac ${k.hmacKey} --email you@example.com --domains example.com run`],
+      ['anvil', `anvil issue --server ${dir} --eab-kid ${k.kid} --eab-hmac-key ${k.hmacKey} -d example.com`],
+    ]);
+    box.id = 'eab-secret';
+    comment.value = '';
+    return box;
   });
 
   const el = section('EAB keys', h('p', { class: 'help' }, 'External Account Binding keys (RFC 8555 §7.3.4) let an ACME client create an account when the CA requires it.'), form, result, list);
@@ -204,28 +222,18 @@ function tokenSection(ctx) {
     }
   }
 
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
+  createsSecret(ctx, form, submit, result, load, async () => {
     /** @type {{ name: string, role: string, expiresDays?: number }} */
     const body = { name: name.value.trim(), role: role.value };
     if (days.value) body.expiresDays = Number(days.value);
-    submit.disabled = true;
-    try {
-      const t = await call('/tokens', { method: 'POST', body });
-      const box = secretBox(`Token ${t.name} (${t.role})`, 'Shown once: copy the token now. Anvil keeps only its hash and cannot show it again.', [
-        ['Token', t.token],
-        ['curl', `curl -H 'Authorization: Bearer ${t.token}' ${location.origin}/api/v1/summary`],
-      ]);
-      box.id = 'token-secret';
-      replace(result, box);
-      box.focus();
-      name.value = '';
-      await load();
-    } catch (e) {
-      ctx.error(e);
-    } finally {
-      submit.disabled = false;
-    }
+    const t = await call('/tokens', { method: 'POST', body });
+    const box = secretBox(`Token ${t.name} (${t.role})`, 'Shown once: copy the token now. Anvil keeps only its hash and cannot show it again.', [
+      ['Token', t.token],
+      ['curl', `curl -H 'Authorization: Bearer ${t.token}' ${location.origin}/api/v1/summary`],
+    ]);
+    box.id = 'token-secret';
+    name.value = '';
+    return box;
   });
 
   const el = section('API tokens', h('p', { class: 'help' }, 'viewer: reads everything but the admin page; operator: also revokes certificates; admin: also manages EAB keys and tokens and reads the audit log.'), form, result, list);
