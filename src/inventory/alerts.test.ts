@@ -6,12 +6,9 @@
  * with a controlled clock and in-memory channels.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FakeClock } from '../lib/clock.js';
-import { createDatabase, dropDatabases, pgSkip } from '../../test/helpers/postgres.js';
+import { pgSkip } from '../../test/helpers/postgres.js';
 import { parseAlertsConfig, type AlertsConfig } from './alert-config.js';
 import { AlertDeliveryError, type AlertChannel, type AlertMessage, type AlertNotification, type SendOutcome } from './alert-channels.js';
 import { AlertEngine, decide, expiryStage, stageValue, type Problem } from './alerts.js';
@@ -19,6 +16,7 @@ import { describeCertificate } from './certificate.js';
 import { openInventory, type InventoryLocation } from './inventory.js';
 import type { InventoryStore } from './store.js';
 import { testCa, testLeaf, type TestCa } from './test-certs.js';
+import { inventoryLocations } from '../../test/helpers/inventory-locations.js';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -64,18 +62,7 @@ class MemoryChannel implements AlertChannel {
   }
 }
 
-const dirs: string[] = [];
-after(async () => {
-  await dropDatabases();
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function sqlite(): Promise<InventoryLocation> {
-  const d = await mkdtemp(path.join(os.tmpdir(), 'anvil-alerts-'));
-  dirs.push(d);
-  return { type: 'sqlite', path: path.join(d, 'inventory.db') };
-}
-const postgres = async (): Promise<InventoryLocation> => ({ type: 'postgres', url: await createDatabase() });
+const { sqlite, postgres } = inventoryLocations('anvil-alerts-');
 
 function config(o: Partial<AlertsConfig> = {}): AlertsConfig {
   return { ...parseAlertsConfig({ source: 'unit-test' }), ...o };

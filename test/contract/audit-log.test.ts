@@ -4,27 +4,14 @@
  * replicas), every entry's hash is recomputable, and tokens authenticate only while valid.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { openInventory, type InventoryLocation } from '../../src/inventory/inventory.js';
 import { AuditLog, entryHash, GENESIS_HASH } from '../../src/web/audit.js';
 import { TokenStore } from '../../src/web/tokens.js';
-import { createDatabase, dropDatabases, pgSkip } from '../helpers/postgres.js';
+import { pgSkip } from '../helpers/postgres.js';
+import { inventoryLocations } from '../helpers/inventory-locations.js';
 
-const dirs: string[] = [];
-after(async () => {
-  await dropDatabases();
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function sqlite(): Promise<InventoryLocation> {
-  const d = await mkdtemp(path.join(os.tmpdir(), 'anvil-audit-'));
-  dirs.push(d);
-  return { type: 'sqlite', path: path.join(d, 'inventory.db') };
-}
-const postgres = async (): Promise<InventoryLocation> => ({ type: 'postgres', url: await createDatabase() });
+const { sqlite, postgres } = inventoryLocations('anvil-audit-');
 const KEY = Buffer.alloc(32, 7);
 const actor = (name: string) => ({ kind: 'token' as const, name, role: 'admin' as const });
 

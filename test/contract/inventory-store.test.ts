@@ -3,29 +3,17 @@
  * database per case; skipped loudly when PostgreSQL is not reachable, failing under CI=true).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { describeCertificate } from '../../src/inventory/certificate.js';
 import { assess, openInventory, recordEndpointScan, recordFileScan, type InventoryLocation } from '../../src/inventory/inventory.js';
 import type { InventoryStore } from '../../src/inventory/store.js';
 import { testCa, testLeaf } from '../../src/inventory/test-certs.js';
-import { createDatabase, dropDatabases, pgSkip } from '../helpers/postgres.js';
+import { pgSkip } from '../helpers/postgres.js';
+import { inventoryLocations } from '../helpers/inventory-locations.js';
 
 const DAY = 86_400_000;
-const dirs: string[] = [];
-after(async () => {
-  await dropDatabases();
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function sqlite(): Promise<InventoryLocation> {
-  const d = await mkdtemp(path.join(os.tmpdir(), 'anvil-inv-'));
-  dirs.push(d);
-  return { type: 'sqlite', path: path.join(d, 'inventory.db') };
-}
-const postgres = async (): Promise<InventoryLocation> => ({ type: 'postgres', url: await createDatabase() });
+const { sqlite, postgres } = inventoryLocations('anvil-inv-');
 
 function contract(name: string, where: () => Promise<InventoryLocation>, skip: string | false = false): void {
   describe(`inventory store: ${name}`, { skip }, () => {
@@ -262,8 +250,8 @@ describe('syncFromCa: the inventory follows the CA database', () => {
     const { openStore } = await import('../../src/storage/index.js');
     const { syncFromCa, CA_REREAD_MS } = await import('../../src/inventory/sources.js');
     const { account, order } = await import('./store-contract.js');
-    const d = await mkdtemp(path.join(os.tmpdir(), 'anvil-inv-sync-'));
-    dirs.push(d);
+    // A temporary directory of its own (removed at the end) for the CA's database beside the inventory.
+    const d = path.dirname(((await sqlite()) as { path: string }).path);
     const ca = await openStore({ type: 'sqlite', path: path.join(d, 'anvil.db') });
     const inv = await openInventory({ type: 'sqlite', path: path.join(d, 'inventory.db') });
     try {
