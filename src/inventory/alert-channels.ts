@@ -11,7 +11,9 @@
  *   does not verify: yes). Either way the caller keeps the notifications and tries again at its
  *   next run; `permanent` only stops the retries within a run.
  * - Every network call ends within `timeoutMs` (connect, TLS, the answer), and a whole `send`
- *   within a small multiple of it.
+ *   within a small multiple of it. A `send` given an aborted `signal` stops at once with an
+ *   ALERT_TIMEOUT (the caller's time is up: its lease on the notifications ends); what was sent
+ *   so far may still arrive, which delivery at least once allows.
  * - Error messages and `target` never hold a secret: not the webhook secret, not a header value,
  *   not a Slack URL's path (which is its token), not the SMTP password.
  * - Strings from certificates (names, subjects, locations) are untrusted: they cannot mention
@@ -95,8 +97,19 @@ export interface AlertChannel {
   /** At most this many notifications per message; a longer digest is split. */
   readonly maxPerMessage: number;
   /** Delivers, or throws an AlertDeliveryError. */
-  send(message: AlertMessage): Promise<SendOutcome>;
+  send(message: AlertMessage, options?: SendOptions): Promise<SendOutcome>;
   close(): Promise<void>;
+}
+
+export interface SendOptions {
+  /** Aborted when the caller can wait no longer (the end of its lease): the send stops with ALERT_TIMEOUT. */
+  signal?: AbortSignal;
+}
+
+/** The error a send stopped by its caller's signal throws. */
+function abortedError(what: string, signal: AbortSignal): AlertDeliveryError {
+  const why = signal.reason instanceof Error && signal.reason.name !== 'AbortError' ? signal.reason.message : 'the caller stopped it';
+  return new AlertDeliveryError('ALERT_TIMEOUT', `${what}: stopped: ${why}`, false);
 }
 
 /** A delivery that arrived, with what the operator should still know (recipients an SMTP server refused). */
@@ -260,7 +273,7 @@ abstract class HttpChannel implements AlertChannel {
     this.#dispatcher = dispatcher ?? new Agent({ connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   }
 
-  abstract send(message: AlertMessage): Promise<SendOutcome>;
+  abstract send(message: AlertMessage, options?: SendOptions): Promise<SendOutcome>;
 
   async close(): Promise<void> {
     if (this.#owns) await this.#dispatcher.close();
@@ -273,9 +286,11 @@ abstract class HttpChannel implements AlertChannel {
   }
 
   /** POSTs a JSON body; returns on 2xx, throws an AlertDeliveryError otherwise. */
-  protected async post(body: string, headers: Record<string, string>): Promise<SendOutcome> {
+  protected async post(body: string, headers: Record<string, string>, caller?: AbortSignal): Promise<SendOutcome> {
     const what = `${this.name}: POST ${this.target}`;
-    const signal = AbortSignal.timeout(this.timeoutMs);
+    if (caller?.aborted) throw abortedError(what, caller);
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const signal = caller ? AbortSignal.any([timeout, caller]) : timeout;
     let res: Dispatcher.ResponseData;
     try {
       // Dispatcher.request never follows redirects: a 3xx is reported below.
@@ -291,6 +306,7 @@ abstract class HttpChannel implements AlertChannel {
       });
     } catch (e) {
       const code = (e as { code?: string }).code;
+      if (caller?.aborted) throw abortedError(what, caller);
       if (signal.aborted || (e as Error).name === 'TimeoutError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
         throw new AlertDeliveryError('ALERT_TIMEOUT', `${what}: no answer within ${this.timeoutMs} ms`, false);
       }
@@ -299,6 +315,7 @@ abstract class HttpChannel implements AlertChannel {
       throw new AlertDeliveryError('ALERT_FAILED', this.redact(`${what}: ${detail}`), isCertificateError(detail));
     }
     const answer = await readCapped(res);
+    if (caller?.aborted) throw abortedError(what, caller);
     const status = res.statusCode;
     if (status >= 200 && status < 300) return {};
     const snippet = clean(this.redact(answer), 200);
@@ -377,7 +394,7 @@ class WebhookChannel extends HttpChannel {
     for (const v of Object.values(c.headers)) this.secrets.push(v);
   }
 
-  async send(m: AlertMessage): Promise<SendOutcome> {
+  async send(m: AlertMessage, o: SendOptions = {}): Promise<SendOutcome> {
     const body = JSON.stringify(webhookPayload(m));
     const timestamp = Math.floor(Date.now() / 1000);
     const headers: Record<string, string> = { ...this.#headers, 'x-anvil-event': 'inventory.alerts', 'x-anvil-delivery': m.id };
@@ -385,7 +402,7 @@ class WebhookChannel extends HttpChannel {
       headers['x-anvil-timestamp'] = String(timestamp);
       headers['x-anvil-signature'] = signWebhook(this.#secret, timestamp, body);
     }
-    return this.post(body, headers);
+    return this.post(body, headers, o.signal);
   }
 }
 
@@ -436,8 +453,8 @@ class SlackChannel extends HttpChannel {
     super(name, c.url, timeoutMs, dispatcher);
   }
 
-  async send(m: AlertMessage): Promise<SendOutcome> {
-    return this.post(JSON.stringify(slackPayload(m)), {});
+  async send(m: AlertMessage, o: SendOptions = {}): Promise<SendOutcome> {
+    return this.post(JSON.stringify(slackPayload(m)), {}, o.signal);
   }
 }
 
@@ -484,7 +501,9 @@ class SmtpChannel implements AlertChannel {
     return out;
   }
 
-  async send(m: AlertMessage): Promise<SendOutcome> {
+  async send(m: AlertMessage, o: SendOptions = {}): Promise<SendOutcome> {
+    const what = `${this.name}: ${this.target}`;
+    if (o.signal?.aborted) throw abortedError(what, o.signal);
     const nodemailer = (await import('nodemailer')).default;
     const c = this.#c;
     const transport = nodemailer.createTransport({
@@ -503,10 +522,17 @@ class SmtpChannel implements AlertChannel {
       logger: false,
       debug: false,
     });
-    // The per-step timeouts bound each wait; this bounds the whole conversation.
+    // The per-step timeouts bound each wait; this bounds the whole conversation, and the caller's
+    // signal may end it sooner (transport.close() in the finally drops the connection).
     let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
     const overall = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new AlertDeliveryError('ALERT_TIMEOUT', `${this.name}: ${this.target}: the SMTP conversation took more than ${this.timeoutMs * 4} ms`, false)), this.timeoutMs * 4);
+      timer = setTimeout(() => reject(new AlertDeliveryError('ALERT_TIMEOUT', `${what}: the SMTP conversation took more than ${this.timeoutMs * 4} ms`, false)), this.timeoutMs * 4);
+      const signal = o.signal;
+      if (signal) {
+        onAbort = () => reject(abortedError(what, signal));
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
     });
     try {
       const info = await Promise.race([
@@ -528,6 +554,7 @@ class SmtpChannel implements AlertChannel {
       throw this.#classify(e as Error & { code?: string; responseCode?: number; command?: string });
     } finally {
       clearTimeout(timer);
+      if (onAbort) o.signal?.removeEventListener('abort', onAbort);
       transport.close();
     }
   }

@@ -10,13 +10,14 @@ import { after, describe, test } from 'node:test';
 import { FakeClock } from '../lib/clock.js';
 import { pgSkip } from '../../test/helpers/postgres.js';
 import { parseAlertsConfig, type AlertsConfig } from './alert-config.js';
-import { AlertDeliveryError, type AlertChannel, type AlertMessage, type AlertNotification, type SendOutcome } from './alert-channels.js';
-import { AlertEngine, decide, expiryStage, stageValue, type Problem } from './alerts.js';
+import { AlertDeliveryError, createChannels, type AlertChannel, type AlertMessage, type AlertNotification, type SendOptions, type SendOutcome } from './alert-channels.js';
+import { AlertEngine, decide, expiryStage, logAlertReport, MAX_PENDING_MS, stageValue, STATE_CHANNEL, type AlertRunReport, type Problem } from './alerts.js';
 import { describeCertificate } from './certificate.js';
 import { openInventory, type InventoryLocation } from './inventory.js';
 import type { InventoryStore } from './store.js';
 import { testCa, testLeaf, type TestCa } from './test-certs.js';
 import { inventoryLocations } from '../../test/helpers/inventory-locations.js';
+import { startBlackHole, startHttpReceiver, type HttpReceiver } from '../../test/helpers/alert-receivers.js';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -60,6 +61,11 @@ class MemoryChannel implements AlertChannel {
     this.#seen = all.length;
     return out;
   }
+}
+
+/** A real channel that takes one notification a message (so that a few notifications make several messages). */
+function oneAMessage(c: AlertChannel): AlertChannel {
+  return { name: c.name, type: c.type, target: c.target, maxPerMessage: 1, send: (m: AlertMessage, o?: SendOptions) => c.send(m, o), close: () => c.close() };
 }
 
 const { sqlite, postgres } = inventoryLocations('anvil-alerts-');
@@ -145,6 +151,41 @@ describe('decide', () => {
   for (const [name, r, p, want] of cases) test(name, () => assert.deepEqual(decide(r, p, now, opts), want));
   test('repeatHours 0 never repeats', () => {
     assert.equal(decide(row({ severity: 'critical', stage: 'critical', lastNotifiedAt: 0 }), problem({ severity: 'critical', stage: 'critical' }), now, { repeatHours: 0 }), null);
+  });
+});
+
+describe('logAlertReport says what really happens next', () => {
+  const run = (o: Partial<AlertRunReport>): AlertRunReport => ({ at: '2026-03-01T00:00:00.000Z', dryRun: false, problems: 1, open: 1, created: [], deliveries: [], pending: 0, otherChannels: [], dropped: [], conflicts: 0, ...o });
+  const logged = (r: AlertRunReport) => {
+    const lines: Array<[string, string, object]> = [];
+    const at = (level: string) => (o: object, m: string) => void lines.push([level, m, o]);
+    logAlertReport({ error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') }, { type: 'run', report: r });
+    return lines.filter(([level]) => level !== 'info' && level !== 'debug');
+  };
+  const failed = { channel: 'hook', target: 'https://hooks.example', messages: 0, notifications: 0, ok: false, attempts: 3, undelivered: 2, code: 'ALERT_FAILED', error: 'hook: answered 503', permanent: false };
+  const cases: Array<[string, Partial<AlertRunReport>, Array<[string, RegExp]>]> = [
+    ['a failed delivery stays pending for later runs, until it is dropped', { deliveries: [failed] }, [['error', /a delivery failed; its notifications stay pending, the next runs try again, and they are dropped 7 days after they were made/]]],
+    ['a refused one says to fix it', { deliveries: [{ ...failed, permanent: true, code: 'ALERT_REJECTED' }] }, [['error', /refused \(fix the channel or the receiver\)/]]],
+    [
+      'what arrived but could not be recorded is sent again when its lease runs out, not "kept for the next run"',
+      { deliveries: [{ channel: STATE_CHANNEL, target: 'expiry:ab', messages: 0, notifications: 0, ok: false, attempts: 0, code: 'ALERT_FAILED', error: 'could not record' }] },
+      [['error', /^inventory alerts: notifications were sent but their delivery could not be recorded; they are sent again once their lease runs out$/]],
+    ],
+    ['notifications owed to a channel the server does not have are a warning', { otherChannels: [{ channel: 'old-hook', pending: 2 }] }, [['warn', /a channel this server does not have; an evaluator that has it sends them, else they are dropped 7 days/]]],
+    ['a dropped notification is not sent again', { dropped: [{ id: 'x', key: 'expiry:ab', channels: ['hook'], why: 'undelivered for 7 days' }] }, [['error', /dropped undelivered; it is not sent again/]]],
+  ];
+  for (const [name, r, want] of cases) {
+    test(name, () => {
+      const got = logged(run(r));
+      assert.equal(got.length, want.length, JSON.stringify(got));
+      for (const [i, [level, m]] of want.entries()) {
+        assert.equal(got[i]![0], level);
+        assert.match(got[i]![1], m);
+      }
+    });
+  }
+  test('a failed delivery logs how many notifications its channel still lacks', () => {
+    assert.equal((logged(run({ deliveries: [failed] }))[0]![2] as { undelivered?: number }).undelivered, 2);
   });
 });
 
@@ -333,6 +374,146 @@ function suite(name: string, where: () => Promise<InventoryLocation>, skip: stri
       clock.advance(5 * 60_000);
       r = await e.run();
       assert.deepEqual(r.deliveries, []);
+    });
+
+    test('a channel that never answers costs only itself: the others get everything in the same run, and it gets its share once it answers', async () => {
+      ca ??= await testCa('Alerts Root');
+      const { store } = await open();
+      const t = Date.UTC(2026, 6, 10);
+      const clock = new FakeClock(t);
+      for (let i = 0; i < 3; i++) {
+        const leaf = await testLeaf({ ca, names: [`hole${i}.alerts.test`], hash: 'SHA-1', notBefore: new Date(t - DAY), notAfter: new Date(t + 200 * DAY) });
+        await store.recordCertificate(leaf.der, 'import', clock.now());
+      }
+      const hole = await startBlackHole();
+      const rx = await startHttpReceiver();
+      const built = await createChannels(parseAlertsConfig({ timeoutMs: 200, channels: [{ type: 'webhook', name: 'hole', url: `http://127.0.0.1:${hole.port}/hole` }, { type: 'webhook', name: 'good', url: `${rx.base}/good` }] }));
+      try {
+        // One notification a message, so that each channel has three to send.
+        const [toHole, toGood] = built.map((c) => oneAMessage(c));
+        // The time to send is half the lease (1.5 s): sent one after the other, the black hole's three
+        // messages (3 attempts of 200 ms each) would use it up before the good channel's turn.
+        const e = engine(store, clock, [toHole!, toGood!], {}, 3000);
+        let r = await e.run();
+        const ids = (x: HttpReceiver) => x.requests.flatMap((q) => (JSON.parse(q.body) as { notifications: AlertNotification[] }).notifications.map((n) => n.id));
+        assert.equal(ids(rx).length, 3, 'the good channel got every notification in the same run');
+        const good = r.deliveries.find((d) => d.channel === 'good');
+        assert.deepEqual([good?.ok, good?.messages, good?.notifications], [true, 3, 3]);
+        const lost = r.deliveries.find((d) => d.channel === 'hole');
+        assert.deepEqual([lost?.ok, lost?.messages, lost?.notifications, lost?.undelivered, lost?.code], [false, 0, 0, 3, 'ALERT_TIMEOUT']);
+        // Three attempts a message: more would mean a second message was tried after the first failed.
+        assert.ok(lost!.attempts >= 1 && lost!.attempts <= 3, `only the first message was tried (${lost!.attempts} attempts)`);
+        assert.equal(r.pending, 3);
+
+        // The receiver answers again: the next run sends it what it missed, and nothing to the good one.
+        hole.forwardTo = Number(new URL(rx.base).port);
+        clock.advance(5 * 60_000);
+        r = await e.run();
+        assert.deepEqual(r.deliveries.map((d) => [d.channel, d.ok, d.notifications]), [['hole', true, 3]]);
+        assert.equal(r.pending, 0);
+        const byPath = (p: string) => rx.requests.filter((q) => q.path === p).flatMap((q) => (JSON.parse(q.body) as { notifications: AlertNotification[] }).notifications.map((n) => n.id));
+        assert.deepEqual(byPath('/hole').sort(), byPath('/good').sort(), 'the same notifications, with their ids');
+        assert.equal(byPath('/good').length, 3);
+      } finally {
+        for (const c of built) await c.close();
+        await hole.close();
+        await rx.close();
+      }
+    });
+
+    test('no send outlives the run\'s lease: a receiver that hangs, and a channel that ignores the abort, are left at half the lease', { timeout: 30_000 }, async () => {
+      ca ??= await testCa('Alerts Root');
+      const { store } = await open();
+      const t = Date.UTC(2026, 6, 20);
+      const clock = new FakeClock(t);
+      const leaf = await testLeaf({ ca, names: ['slow.alerts.test'], hash: 'SHA-1', notBefore: new Date(t - DAY), notAfter: new Date(t + 200 * DAY) });
+      await store.recordCertificate(leaf.der, 'import', clock.now());
+      const rx = await startHttpReceiver();
+      rx.respond = () => 'hang';
+      // Each attempt may take 10 s: three of them would run far past a lease of 2 s.
+      const [slow] = await createChannels(parseAlertsConfig({ timeoutMs: 10_000, channels: [{ type: 'webhook', name: 'slow', url: `${rx.base}/slow` }] }));
+      const stuck = new MemoryChannel('stuck');
+      let release!: () => void;
+      stuck.gate = new Promise<void>((r) => (release = r));
+      try {
+        const leaseMs = 2000;
+        const started = Date.now();
+        let r = await engine(store, clock, [slow!, stuck], {}, leaseMs).run();
+        const took = Date.now() - started;
+        assert.ok(took < leaseMs, `the run ended within its lease (it took ${took} ms)`);
+        for (const name of ['slow', 'stuck']) {
+          const d = r.deliveries.find((x) => x.channel === name);
+          assert.deepEqual([d?.ok, d?.code, d?.undelivered], [false, 'ALERT_TIMEOUT', 1], name);
+          assert.match(d?.error ?? '', /time to send ran out/, name);
+        }
+        assert.equal(r.pending, 1);
+        // Left unleased: the next run (here, before the lease would have run out) sends it at once.
+        rx.respond = () => ({ status: 200 });
+        stuck.gate = null;
+        clock.advance(1000);
+        r = await engine(store, clock, [slow!, stuck], {}, leaseMs).run();
+        assert.deepEqual(r.deliveries.map((d) => [d.channel, d.ok, d.notifications]), [['slow', true, 1], ['stuck', true, 1]]);
+        assert.equal(r.pending, 0);
+      } finally {
+        release();
+        await slow?.close();
+        await rx.close();
+      }
+    });
+
+    test('evaluators with different channels: one without a channel leaves what is owed to it, the one with it sends it later', async () => {
+      ca ??= await testCa('Alerts Root');
+      const { store, loc } = await open();
+      const t = Date.UTC(2026, 6, 25);
+      const clock = new FakeClock(t);
+      const cert = async (name: string) => {
+        const leaf = await testLeaf({ ca, names: [name], hash: 'SHA-1', notBefore: new Date(t - DAY), notAfter: new Date(t + 200 * DAY) });
+        await store.recordCertificate(leaf.der, 'import', clock.now());
+      };
+      await cert('sets1.alerts.test');
+      // The server: channels a and b, both down for this run.
+      const a = new MemoryChannel('a');
+      const b = new MemoryChannel('b');
+      a.failures = 3;
+      b.failures = 3;
+      const server = engine(store, clock, [a, b]);
+      let r = await server.run();
+      assert.equal(r.pending, 1);
+
+      // A CLI run (another store connection) whose config has only a: it sends to a, and leaves b's alone.
+      const other = (await open(loc)).store;
+      const cliA = new MemoryChannel('a');
+      clock.advance(60_000);
+      r = await engine(other, clock, [cliA]).run();
+      assert.deepEqual(r.deliveries.map((d) => [d.channel, d.ok, d.notifications]), [['a', true, 1]]);
+      assert.deepEqual(r.dropped, []);
+      assert.deepEqual(r.otherChannels, [{ channel: 'b', pending: 1 }]);
+      assert.equal(r.pending, 1);
+
+      // The server's next run: b gets it, a no second copy.
+      clock.advance(60_000);
+      r = await server.run();
+      assert.deepEqual(r.deliveries.map((d) => [d.channel, d.ok, d.notifications]), [['b', true, 1]]);
+      assert.deepEqual([a.all().length, cliA.all().length, b.all().length], [0, 1, 1]);
+      assert.equal(b.all()[0]?.id, cliA.all()[0]?.id);
+      assert.deepEqual([r.pending, r.otherChannels], [0, []]);
+
+      // What b never gets is dropped after MAX_PENDING_MS, even by an evaluator without b, and reported.
+      await cert('sets2.alerts.test');
+      b.failures = 3;
+      clock.advance(60_000);
+      r = await server.run();
+      assert.deepEqual(r.deliveries.map((d) => [d.channel, d.ok]), [['a', true], ['b', false]]);
+      clock.advance(MAX_PENDING_MS - 60_000);
+      r = await engine(other, clock, [cliA]).run();
+      assert.deepEqual(r.dropped, [], 'not before MAX_PENDING_MS');
+      const leases = (await store.db.selectFrom('inv_alerts').select('detail').execute()).flatMap((x) => (JSON.parse(x.detail) as { pending: Array<{ lease?: unknown }> }).pending.map((p) => p.lease ?? null));
+      assert.deepEqual(leases, [null], 'nor leased by an evaluator without its channel');
+      clock.advance(2 * 60_000);
+      r = await engine(other, clock, [cliA]).run();
+      assert.deepEqual(r.dropped.map((x) => x.channels), [['b']]);
+      assert.match(r.dropped[0]!.why, /^undelivered for 7 days \(b: not a channel of this evaluator\); last error: b: answered 503/);
+      assert.deepEqual([r.pending, r.otherChannels], [0, []]);
     });
 
     test('a run that dies after claiming: the lease keeps others off, then runs out and the next run sends it', async () => {

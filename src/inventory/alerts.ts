@@ -21,7 +21,16 @@
  *   crash leaves a lease that runs out. Delivery is at least once: a receiver can recognise a
  *   repeat by the notification's id. After MAX_PENDING_MS undelivered, a notification is dropped
  *   and reported.
+ * - Evaluators may have different channels (a CLI run with another config, a replica with an older
+ *   one). An evaluator leases and sends only what is owed to channels it has, and leaves what is
+ *   owed to the others alone: that is dropped only after MAX_PENDING_MS, like any undelivered
+ *   notification, never because one evaluator does not know the channel.
  * - Each run sends one message per channel (a digest), split when longer than the channel takes.
+ *   The channels are sent to at once, each on its own: a channel that does not answer costs only
+ *   itself. After a failed message a channel gets nothing more in this run (the rest waits for the
+ *   next), and every send ends by SEND_SHARE of the lease (aborted if need be), so that no send
+ *   outlives the lease: another evaluator takes over only what this one has given up on (a
+ *   receiver may still have got an aborted message: at least once, as above).
  * - The evaluation (`problemsOf`, `decide`) is pure; the channels are the only network edge.
  */
 import { randomUUID } from 'node:crypto';
@@ -30,7 +39,7 @@ import type { Kysely } from 'kysely';
 import { systemClock, type Clock } from '../lib/clock.js';
 import type { Database as Schema, InvAlertsTable } from '../storage/schema.js';
 import type { AlertsConfig } from './alert-config.js';
-import { AlertDeliveryError, newMessageId, type AlertChannel, type AlertMessage, type AlertNotification, type NotificationType, type ReminderReason } from './alert-channels.js';
+import { AlertDeliveryError, newMessageId, type AlertChannel, type AlertMessage, type AlertNotification, type NotificationType, type ReminderReason, type SendOutcome } from './alert-channels.js';
 import { DEFAULT_THRESHOLDS, type CheckId, type Severity } from './checks.js';
 import { assess, type AssessedCertificate } from './inventory.js';
 import type { InventoryStore } from './store.js';
@@ -47,6 +56,12 @@ export const KEEP_RESOLVED_MS = 90 * DAY;
 const LOAD_RESOLVED_MS = MAX_PENDING_MS + DAY;
 /** A retry within the run waits at most this long; a longer Retry-After waits for the next run. */
 const MAX_INLINE_WAIT_MS = 30_000;
+/**
+ * Sending ends (sends not started, the ones under way aborted) this share of the lease after the
+ * run started. The rest is the margin for recording what arrived, and for an evaluator whose clock
+ * runs ahead: none may find the lease run out while this run still sends.
+ */
+const SEND_SHARE = 0.5;
 
 const RANK: Record<Severity, number> = { notice: 0, warning: 1, critical: 2 };
 
@@ -302,6 +317,8 @@ export interface DeliveryReport {
   ok: boolean;
   /** Sends tried, retries within the run included. */
   attempts: number;
+  /** When not ok: how many notifications this channel still lacks after the run (they stay pending). */
+  undelivered?: number;
   code?: string;
   error?: string;
   permanent?: boolean;
@@ -321,8 +338,13 @@ export interface AlertRunReport {
   deliveries: DeliveryReport[];
   /** Dry run: what each channel would receive now. */
   plan?: Array<{ channel: string; notifications: AlertNotification[] }>;
-  /** Notifications still owed to a channel after the run (tried again at the next). */
+  /** Notifications still owed to a channel after the run (tried again at the next run that has the channel). */
   pending: number;
+  /**
+   * Channels this evaluator does not have that notifications are still owed to, with how many:
+   * another evaluator with that channel sends them; else they are dropped after MAX_PENDING_MS.
+   */
+  otherChannels: Array<{ channel: string; pending: number }>;
   dropped: Array<{ id: string; key: string; channels: string[]; why: string }>;
   /** Changes another evaluator made first (found done, not repeated). */
   conflicts: number;
@@ -336,7 +358,10 @@ export interface AlertEngineOptions {
   /** Waits before the 2nd, 3rd, ... attempt within a run (default 1 s, 5 s). */
   retryDelaysMs?: readonly number[];
   sleep?: (ms: number) => Promise<void>;
-  /** How long a run may take to send what it claimed before another may (default 10 minutes). */
+  /**
+   * How long a run's claim on what it sends holds before another evaluator may send it (default 10
+   * minutes). The run's sending ends within half of it.
+   */
   leaseMs?: number;
   /** Called once the state is read and before anything is written (tests make evaluators race with it). */
   beforeWrite?: () => Promise<void>;
@@ -366,12 +391,14 @@ export class AlertEngine {
   /** Evaluates the inventory, records what changed, and sends what is due. `dryRun`: only says what it would do. */
   async run(opts: { dryRun?: boolean } = {}): Promise<AlertRunReport> {
     const now = this.#clock.now();
+    // The leases this run takes run from `now`: its sending ends, by the wall clock, well before.
+    const sendUntil = Date.now() + this.#leaseMs * SEND_SHARE;
     const dryRun = opts.dryRun === true;
     const runId = randomUUID();
     const { certificates } = await assess(this.#o.store, now, DEFAULT_THRESHOLDS, { withDer: false });
     const a = problemsOf(certificates, now, this.#o.config);
     const rows = await this.#load(now);
-    const report: AlertRunReport = { at: now.toISOString(), dryRun, problems: a.problems.size, open: 0, created: [], deliveries: [], pending: 0, dropped: [], conflicts: 0 };
+    const report: AlertRunReport = { at: now.toISOString(), dryRun, problems: a.problems.size, open: 0, created: [], deliveries: [], pending: 0, otherChannels: [], dropped: [], conflicts: 0 };
 
     const keys = new Set([...a.problems.keys(), ...[...rows.values()].filter((r) => r.resolvedAt === null).map((r) => r.key)]);
     await this.#o.beforeWrite?.();
@@ -401,10 +428,12 @@ export class AlertEngine {
     if (dryRun) {
       report.plan = this.#plan(rows, now);
       report.pending = [...rows.values()].reduce((n, r) => n + r.detail.pending.length, 0);
+      report.otherChannels = this.#otherChannels(rows);
       return report;
     }
-    await this.#deliver(rows, now, runId, report);
+    await this.#deliver(rows, now, runId, sendUntil, report);
     report.pending = [...rows.values()].reduce((n, r) => n + r.detail.pending.filter((p) => p.channels.length).length, 0);
+    report.otherChannels = this.#otherChannels(rows);
     // Resolved alerts go after KEEP_RESOLVED_MS (whatever they still owed was dropped after MAX_PENDING_MS).
     await this.#db.deleteFrom('inv_alerts').where('resolved_at', '<', now.getTime() - KEEP_RESOLVED_MS).execute();
     return report;
@@ -542,6 +571,14 @@ export class AlertEngine {
     return null;
   }
 
+  /** What is still owed to channels this evaluator does not have, per channel. */
+  #otherChannels(rows: Map<string, AlertRow>): AlertRunReport['otherChannels'] {
+    const known = new Set(this.#o.channels.map((c) => c.name));
+    const counts = new Map<string, number>();
+    for (const row of rows.values()) for (const p of row.detail.pending) for (const c of p.channels) if (!known.has(c)) counts.set(c, (counts.get(c) ?? 0) + 1);
+    return [...counts].sort(([x], [y]) => x.localeCompare(y)).map(([channel, pending]) => ({ channel, pending }));
+  }
+
   /** Dry run: what each channel would receive now (unleased or expired leases). */
   #plan(rows: Map<string, AlertRow>, now: Date): Array<{ channel: string; notifications: AlertNotification[] }> {
     return this.#o.channels.map((ch) => {
@@ -553,13 +590,16 @@ export class AlertEngine {
   }
 
   /** Claims what is owed and unclaimed, sends one digest per channel, and records what arrived. */
-  async #deliver(rows: Map<string, AlertRow>, now: Date, runId: string, report: AlertRunReport): Promise<void> {
+  async #deliver(rows: Map<string, AlertRow>, now: Date, runId: string, sendUntil: number, report: AlertRunReport): Promise<void> {
     const t = now.getTime();
     const known = new Set(this.#o.channels.map((c) => c.name));
-    // 1. Claim: lease what nobody is sending; drop what is too old or for channels gone from the config.
+    const forMe = (p: PendingNotification) => p.channels.some((c) => known.has(c));
+    // 1. Claim: lease what nobody is sending and this evaluator has a channel for; drop what is too
+    //    old. What is owed only to channels this evaluator does not have is left as it is: another
+    //    evaluator may have them (a CLI run with another config, a replica with an older one).
     for (const [key, row] of rows) {
-      const claimable = row.detail.pending.some((p) => p.lease?.run !== runId && (!p.lease || p.lease.until <= t));
-      const stale = row.detail.pending.some((p) => t - p.createdAt > MAX_PENDING_MS || p.channels.some((c) => !known.has(c)) || p.channels.length === 0);
+      const claimable = row.detail.pending.some((p) => forMe(p) && p.lease?.run !== runId && (!p.lease || p.lease.until <= t));
+      const stale = row.detail.pending.some((p) => t - p.createdAt > MAX_PENDING_MS || p.channels.length === 0);
       if (!claimable && !stale) continue;
       const dropped: AlertRunReport['dropped'] = [];
       const next = await this.#editDetail(
@@ -568,18 +608,18 @@ export class AlertEngine {
           dropped.length = 0;
           const keep: PendingNotification[] = [];
           for (const p of d.pending) {
-            const leasedByOther = p.lease && p.lease.run !== runId && p.lease.until > t;
-            const gone = p.channels.filter((c) => !known.has(c));
-            if (gone.length && !leasedByOther) {
-              dropped.push({ id: p.id, key, channels: gone, why: 'the channel is no longer configured' });
-              p.channels = p.channels.filter((c) => known.has(c));
-            }
+            const leasedByOther = p.lease !== undefined && p.lease.run !== runId && p.lease.until > t;
             if (!leasedByOther && t - p.createdAt > MAX_PENDING_MS && p.channels.length) {
-              dropped.push({ id: p.id, key, channels: p.channels, why: `undelivered for ${Math.round(MAX_PENDING_MS / DAY)} days${p.lastError ? `; last error: ${p.lastError}` : ''}` });
+              const elsewhere = p.channels.filter((c) => !known.has(c));
+              const where = elsewhere.length ? ` (${elsewhere.join(', ')}: not a channel of this evaluator)` : '';
+              dropped.push({ id: p.id, key, channels: p.channels, why: `undelivered for ${Math.round(MAX_PENDING_MS / DAY)} days${where}${p.lastError ? `; last error: ${p.lastError}` : ''}` });
               continue;
             }
             if (p.channels.length === 0) continue;
-            if (!leasedByOther) p.lease = { run: runId, until: t + this.#leaseMs };
+            if (!leasedByOther) {
+              if (forMe(p)) p.lease = { run: runId, until: t + this.#leaseMs };
+              else delete p.lease;
+            }
             keep.push(p);
           }
           d.pending = keep;
@@ -592,44 +632,11 @@ export class AlertEngine {
         report.dropped.push(...dropped);
       }
     }
-    // 2. Send: per channel, what this run holds, oldest first, in messages of at most maxPerMessage.
-    const results = new Map<string, { ok: Set<string>; failed: Map<string, string> }>();
-    const started = Date.now();
-    for (const ch of this.#o.channels) {
-      const mine: Array<{ row: AlertRow; p: PendingNotification }> = [];
-      for (const row of rows.values()) for (const p of row.detail.pending) if (p.lease?.run === runId && p.channels.includes(ch.name)) mine.push({ row, p });
-      if (mine.length === 0) continue;
-      mine.sort((x, y) => x.p.createdAt - y.p.createdAt || x.row.key.localeCompare(y.row.key));
-      const dr: DeliveryReport = { channel: ch.name, target: ch.target, messages: 0, notifications: 0, ok: true, attempts: 0 };
-      for (let i = 0; i < mine.length; i += ch.maxPerMessage) {
-        const chunk = mine.slice(i, i + ch.maxPerMessage);
-        let r: SendResult;
-        if (Date.now() - started > this.#leaseMs / 2) {
-          // Past half the lease another evaluator may soon take over: leave the rest to the next run.
-          r = { ok: false, attempts: 0, code: 'ALERT_FAILED', error: `${ch.name}: not sent: this run ran out of time; the next run sends it`, permanent: false };
-        } else {
-          r = await this.#sendWithRetry(ch, { id: newMessageId(), source: this.#source, sentAt: this.#clock.now(), notifications: chunk.map(({ row, p }) => toWire(row, p)) });
-        }
-        dr.attempts += r.attempts;
-        if (r.ok) {
-          dr.messages++;
-          dr.notifications += chunk.length;
-          if (r.warning) dr.warning = r.warning;
-        } else {
-          dr.ok = false;
-          dr.code = r.code;
-          dr.error = r.error;
-          dr.permanent = r.permanent;
-        }
-        for (const { p } of chunk) {
-          const e = results.get(p.id) ?? { ok: new Set<string>(), failed: new Map<string, string>() };
-          if (r.ok) e.ok.add(ch.name);
-          else e.failed.set(ch.name, r.error ?? 'failed');
-          results.set(p.id, e);
-        }
-      }
-      report.deliveries.push(dr);
-    }
+    // 2. Send: every channel at once and on its own, so that one that does not answer delays no
+    //    other; each until sendUntil, well within the lease.
+    const results = new Map<string, ChannelResults>();
+    const deliveries = await Promise.all(this.#o.channels.map((ch) => this.#sendTo(ch, rows, runId, sendUntil, results)));
+    for (const dr of deliveries) if (dr) report.deliveries.push(dr);
     // 3. Record: delivered channels leave each notification; the rest keep it, unleased, for the next run.
     for (const [key, row] of rows) {
       if (!row.detail.pending.some((p) => p.lease?.run === runId)) continue;
@@ -642,7 +649,7 @@ export class AlertEngine {
             if (!res) return [p];
             p.channels = p.channels.filter((c) => !res.ok.has(c));
             if (res.failed.size) {
-              p.attempts++;
+              if (res.tried) p.attempts++;
               p.lastError = [...res.failed.values()].join('; ').slice(0, 500);
             }
             return p.channels.length ? [p] : [];
@@ -652,29 +659,114 @@ export class AlertEngine {
         report,
       );
       if (next) rows.set(key, next);
-      else report.deliveries.push({ channel: '(state)', target: key, messages: 0, notifications: 0, ok: false, attempts: 0, code: 'ALERT_FAILED', error: `could not record the deliveries of ${key} (kept changing); its lease runs out and they are sent again` });
+      else report.deliveries.push({ channel: STATE_CHANNEL, target: key, messages: 0, notifications: 0, ok: false, attempts: 0, code: 'ALERT_FAILED', error: `could not record the deliveries of ${key} (kept changing); its lease runs out and they are sent again` });
     }
   }
 
-  #sendWithRetry(ch: AlertChannel, m: AlertMessage): Promise<SendResult> {
-    return sendWithRetry(ch, m, this.#o.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS, this.#o.sleep ?? realSleep);
+  /**
+   * Sends one channel what this run holds for it, oldest first, in messages of at most
+   * maxPerMessage. After a message fails (or the time is up) the channel gets nothing more in this
+   * run: the rest stays pending with the same error, for the next run.
+   */
+  async #sendTo(ch: AlertChannel, rows: Map<string, AlertRow>, runId: string, sendUntil: number, results: Map<string, ChannelResults>): Promise<DeliveryReport | null> {
+    const mine: Array<{ row: AlertRow; p: PendingNotification }> = [];
+    for (const row of rows.values()) for (const p of row.detail.pending) if (p.lease?.run === runId && p.channels.includes(ch.name)) mine.push({ row, p });
+    if (mine.length === 0) return null;
+    mine.sort((x, y) => x.p.createdAt - y.p.createdAt || x.row.key.localeCompare(y.row.key));
+    const dr: DeliveryReport = { channel: ch.name, target: ch.target, messages: 0, notifications: 0, ok: true, attempts: 0 };
+    const note = (chunk: typeof mine, ok: boolean, error: string, tried: boolean) => {
+      for (const { p } of chunk) {
+        const e = results.get(p.id) ?? { ok: new Set<string>(), failed: new Map<string, string>(), tried: false };
+        if (ok) e.ok.add(ch.name);
+        else e.failed.set(ch.name, error);
+        e.tried ||= tried;
+        results.set(p.id, e);
+      }
+    };
+    let failure: SendResult | null = null;
+    for (let i = 0; i < mine.length; i += ch.maxPerMessage) {
+      const chunk = mine.slice(i, i + ch.maxPerMessage);
+      if (failure) {
+        note(chunk, false, failure.error ?? 'failed', false);
+        continue;
+      }
+      const r = await this.#sendWithRetry(ch, { id: newMessageId(), source: this.#source, sentAt: this.#clock.now(), notifications: chunk.map(({ row, p }) => toWire(row, p)) }, sendUntil);
+      dr.attempts += r.attempts;
+      if (r.ok) {
+        dr.messages++;
+        dr.notifications += chunk.length;
+        if (r.warning) dr.warning = r.warning;
+        note(chunk, true, '', true);
+        continue;
+      }
+      failure = r;
+      Object.assign(dr, { ok: false, code: r.code, error: r.error, permanent: r.permanent });
+      note(chunk, false, r.error ?? 'failed', r.attempts > 0);
+    }
+    if (!dr.ok) dr.undelivered = mine.length - dr.notifications;
+    return dr;
+  }
+
+  #sendWithRetry(ch: AlertChannel, m: AlertMessage, until: number): Promise<SendResult> {
+    return sendWithRetry(ch, m, this.#o.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS, this.#o.sleep ?? realSleep, until);
   }
 }
 
+/** What one run's sends did for one notification: the channels that have it, the ones that failed (and why). */
+interface ChannelResults {
+  ok: Set<string>;
+  failed: Map<string, string>;
+  /** Whether a failed channel was really tried (not only skipped after an earlier failure). */
+  tried: boolean;
+}
+
+/** The `channel` of a delivery report that is not a channel's: what arrived could not be recorded. */
+export const STATE_CHANNEL = '(state)';
+
 const DEFAULT_RETRY_DELAYS_MS = [1000, 5000];
 
-/** Sends, and tries again after each of `delays` while the failure is not permanent (and a Retry-After is short). */
-async function sendWithRetry(ch: AlertChannel, m: AlertMessage, delays: readonly number[], sleep: (ms: number) => Promise<void>): Promise<SendResult> {
+const OUT_OF_TIME = "this run's time to send ran out (its lease on the notifications ends soon); the next run sends them";
+
+/**
+ * Sends, and tries again after each of `delays` while the failure is not permanent (and a
+ * Retry-After is short). Nothing is started, waited for or still awaited at `until` (wall clock):
+ * a send under way then is aborted, and left behind even if its channel ignores the signal.
+ */
+async function sendWithRetry(ch: AlertChannel, m: AlertMessage, delays: readonly number[], sleep: (ms: number) => Promise<void>, until = Number.POSITIVE_INFINITY): Promise<SendResult> {
   for (let i = 0; ; i++) {
+    if (Date.now() >= until) return { ok: false, attempts: i, code: 'ALERT_TIMEOUT', error: `${ch.name}: not sent: ${OUT_OF_TIME}`, permanent: false };
     try {
-      const out = await ch.send(m);
+      const out = await sendBefore(ch, m, until);
       return { ok: true, attempts: i + 1, ...(out.warning ? { warning: out.warning } : {}) };
     } catch (e) {
       const err = e instanceof AlertDeliveryError ? e : new AlertDeliveryError('ALERT_FAILED', `${ch.name}: ${(e as Error).name}: an unexpected error in the channel`, false);
+      const failed = { ok: false, attempts: i + 1, code: err.code, error: err.message, permanent: err.permanent };
       const wait = Math.max(delays[i] ?? 0, err.retryAfterMs ?? 0);
-      if (err.permanent || i >= delays.length || wait > MAX_INLINE_WAIT_MS) return { ok: false, attempts: i + 1, code: err.code, error: err.message, permanent: err.permanent };
+      if (err.permanent || i >= delays.length || wait > MAX_INLINE_WAIT_MS) return failed;
+      if (Date.now() + wait >= until) return Date.now() >= until ? failed : { ...failed, error: `${err.message}; not tried again: ${OUT_OF_TIME}` };
       await sleep(wait);
     }
+  }
+}
+
+/** `ch.send`, given a signal aborted at `until`, and not awaited past it even if the channel ignores the signal. */
+async function sendBefore(ch: AlertChannel, m: AlertMessage, until: number): Promise<SendOutcome> {
+  if (!Number.isFinite(until)) return ch.send(m);
+  const ac = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const stopped = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new AlertDeliveryError('ALERT_TIMEOUT', `${ch.name}: stopped: ${OUT_OF_TIME}`, false));
+      ac.abort(new Error(OUT_OF_TIME));
+    }, Math.max(0, until - Date.now()));
+  });
+  const sending = ch.send(m, { signal: ac.signal });
+  // Once stopped, how the send ends is no longer awaited: its failure is not an unhandled one.
+  sending.catch(() => {});
+  try {
+    return await Promise.race([sending, stopped]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -728,18 +820,38 @@ export async function startAlertsThread(config: AlertsThreadConfig, onReport: (r
   return startInventoryThread<AlertsThreadReport>('alerts-worker', data, onReport);
 }
 
-/** Logs a run as the server does: failures and drops as errors (no secret is in them), news as info. */
+/**
+ * Logs a run as the server does: failures and drops as errors (no secret is in them), news as
+ * info. Each message says what really happens next: the server's next interval runs again; a
+ * failed channel's notifications stay pending and are tried by later runs until they arrive or
+ * MAX_PENDING_MS has passed since they were made; what arrived but could not be recorded is sent
+ * again once its lease runs out.
+ */
 export function logAlertReport(log: { error(o: object, m: string): void; warn(o: object, m: string): void; info(o: object, m: string): void; debug(o: object, m: string): void }, r: AlertsThreadReport): void {
+  const days = Math.round(MAX_PENDING_MS / DAY);
   if (r.type === 'error') {
-    log.error({ error: r.message, code: r.code }, 'inventory alerts: the run failed; it is tried again at the next interval');
+    log.error({ error: r.message, code: r.code }, 'inventory alerts: the run failed; it runs again at the next interval (what it had leased waits until the lease runs out)');
     return;
   }
   const rep = r.report;
   for (const d of rep.deliveries) {
-    if (!d.ok) log.error({ channel: d.channel, target: d.target, code: d.code, permanent: d.permanent, attempts: d.attempts, error: d.error }, 'inventory alerts: a delivery failed; its notifications are kept and sent at the next run');
+    if (d.channel === STATE_CHANNEL) {
+      log.error({ key: d.target, error: d.error }, 'inventory alerts: notifications were sent but their delivery could not be recorded; they are sent again once their lease runs out');
+    } else if (!d.ok) {
+      const fields = { channel: d.channel, target: d.target, code: d.code, permanent: d.permanent, attempts: d.attempts, undelivered: d.undelivered, error: d.error };
+      log.error(
+        fields,
+        d.permanent
+          ? `inventory alerts: a delivery was refused (fix the channel or the receiver); its notifications stay pending, each run tries again, and they are dropped ${days} days after they were made`
+          : `inventory alerts: a delivery failed; its notifications stay pending, the next runs try again, and they are dropped ${days} days after they were made`,
+      );
+    }
     if (d.warning) log.warn({ channel: d.channel, warning: d.warning }, 'inventory alerts: delivered with a warning');
   }
-  for (const x of rep.dropped) log.error({ ...x }, 'inventory alerts: a notification was dropped undelivered');
+  for (const x of rep.otherChannels) {
+    log.warn({ channel: x.channel, pending: x.pending }, `inventory alerts: notifications are owed to a channel this server does not have; an evaluator that has it sends them, else they are dropped ${days} days after they were made`);
+  }
+  for (const x of rep.dropped) log.error({ ...x }, 'inventory alerts: a notification was dropped undelivered; it is not sent again');
   const count = (t: string) => rep.created.filter((c) => c.type === t).length;
   const fields = { problems: rep.problems, open: rep.open, opened: count('opened'), reminders: count('reminder'), resolved: count('resolved'), delivered: rep.deliveries.reduce((n, d) => n + d.notifications, 0), pending: rep.pending };
   if (rep.created.length || fields.delivered) log.info(fields, 'inventory alerts sent');

@@ -1,12 +1,13 @@
 /**
  * Receivers for the inventory's alert channels, on 127.0.0.1 and a port the system picks: an HTTP
  * server that records every request (a JSON webhook, a Slack-compatible one) and answers as told,
- * and a real SMTP server (the `smtp-server` package) with STARTTLS or implicit TLS and AUTH
+ * a black hole (accepts connections and never answers, until told to pass them on), and a real
+ * SMTP server (the `smtp-server` package) with STARTTLS or implicit TLS and AUTH
  * PLAIN/LOGIN required, recording each message with its envelope.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 
 /** Resolves the waiters whose count is reached; keeps the others. */
@@ -69,6 +70,44 @@ export async function startHttpReceiver(): Promise<HttpReceiver> {
       server.close(() => resolve());
     });
   return r;
+}
+
+export interface BlackHole {
+  port: number;
+  /** Connections accepted so far. */
+  accepted: number;
+  /** null: a connection is accepted and never read from or answered. A port: connections are passed to 127.0.0.1 on it. */
+  forwardTo: number | null;
+  close(): Promise<void>;
+}
+
+/** A TCP server that accepts and never answers (a receiver that hangs, a firewall that swallows), until `forwardTo` is set. */
+export async function startBlackHole(): Promise<BlackHole> {
+  const sockets = new Set<net.Socket>();
+  const keep = (s: net.Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+  };
+  const h: BlackHole = { port: 0, accepted: 0, forwardTo: null, close: async () => {} };
+  const server = net.createServer((s) => {
+    h.accepted++;
+    keep(s);
+    if (h.forwardTo === null) return;
+    const up = net.connect(h.forwardTo, '127.0.0.1');
+    keep(up);
+    up.on('close', () => s.destroy());
+    s.on('close', () => up.destroy());
+    s.pipe(up).pipe(s);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  h.port = (server.address() as AddressInfo).port;
+  h.close = () =>
+    new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    });
+  return h;
 }
 
 /** What a receiver does with X-Anvil-Signature: HMAC-SHA256 over "<timestamp>.<body>", compared in constant time. */
