@@ -168,7 +168,7 @@ Examples:
         const now = new Date();
         const summary = store ? await (await lazy.inventory()).recordEndpointScan(store, observations, now) : null;
         // One row per run in inv_scans, for the metrics (docs/metrics.md).
-        if (store) await (await import('../inventory/scan-runs.js')).recordNetworkRun(store, { startedAt, targets: list.length, observations, interrupted: stop.signal.aborted, extra: { ...summary } });
+        if (store) await (await import('../inventory/scan-runs.js')).recordNetworkRun(store, { startedAt, targets: list.length, observations, interrupted: stop.signal.aborted, extra: { recorded: summary } });
         if (o.json) {
           const { describeCertificate } = await import('../inventory/certificate.js');
           process.stdout.write(
@@ -238,7 +238,7 @@ Examples:
       // A root or directory that could not be read marks nothing under it missing (recordFileScan).
       const summary = await (await lazy.inventory()).recordFileScan(store, found, roots, new Date());
       // One row per run in inv_scans, for the metrics (docs/metrics.md).
-      await (await import('../inventory/scan-runs.js')).recordFilesRun(store, { startedAt, files: found, extra: { ...summary } });
+      await (await import('../inventory/scan-runs.js')).recordFilesRun(store, { startedAt, files: found, extra: { recorded: summary } });
       if (o.json) {
         process.stdout.write(
           `${JSON.stringify({ recorded: summary, files: found.map((f) => ({ path: f.path, format: f.format ?? null, certificates: f.certificates.length, error: f.error ?? null })) }, null, 2)}\n`,
@@ -539,8 +539,9 @@ at the next run); 2 usage or configuration (no channels, a secret file that cann
     .addHelpText(
       'after',
       `
-A certificate is checked when it is a leaf, not expired, not known to be revoked, and not checked
-within --max-age-hours. An answer is believed only when signed by the issuer (or a responder it
+A certificate is checked when it is a leaf, not expired, not known to be revoked (a hold, reason 6,
+that a check found is asked again, and lifted when the answer is good), and not checked within
+--max-age-hours. An answer is believed only when signed by the issuer (or a responder it
 delegated to), fresh, and about this certificate; otherwise the status stays undetermined
 ("unknown") and the reason is recorded (anvil inventory show).
 
@@ -582,13 +583,18 @@ Exit codes: 0 the checks ran (whatever they found); 2 usage; 1 failure.`,
         const { printable } = await lazy.report();
         const lines: string[] = [];
         for (const r of summary.results) {
-          if (r.status === 'good') continue;
+          if (r.status === 'good' && !r.released && !r.error) continue;
           const c = await store.getCertificate(r.fingerprint);
           const names = c ? c.names.join(',') || c.subject : '';
+          const fp = r.fingerprint.slice(0, 16);
           lines.push(
             r.status === 'revoked'
-              ? `${r.fingerprint.slice(0, 16)}  revoked  ${names}  ${r.revokedAt?.toISOString() ?? ''}${r.reason !== null && r.reason !== undefined ? ` (reason ${r.reason})` : ''} per ${r.source?.toUpperCase()} ${r.url ?? ''}`
-              : `${r.fingerprint.slice(0, 16)}  unknown  ${names}  ${r.error ?? ''}`,
+              ? `${fp}  revoked  ${names}  ${r.revokedAt?.toISOString() ?? ''}${r.reason !== null && r.reason !== undefined ? ` (reason ${r.reason})` : ''} per ${r.source?.toUpperCase()} ${r.url ?? ''}`
+              : r.released
+                ? `${fp}  released  ${names}  no longer on hold per ${r.source?.toUpperCase()} ${r.url ?? ''}`
+                : r.status === 'good'
+                  ? `${fp}  inconsistent  ${names}  ${r.error ?? ''}`
+                  : `${fp}  unknown  ${names}  ${r.error ?? ''}`,
           );
         }
         const errors = Object.entries(summary.errors)
@@ -597,7 +603,7 @@ Exit codes: 0 the checks ran (whatever they found); 2 usage; 1 failure.`,
           .join(', ');
         if (lines.length) lines.push('');
         lines.push(
-          `${summary.checked} certificate(s) checked${summary.interrupted ? ' (interrupted)' : ''}: ${summary.good} good, ${summary.revoked} revoked, ${summary.unknown} unknown; ${summary.notDue} not due`,
+          `${summary.checked} certificate(s) checked${summary.interrupted ? ' (interrupted)' : ''}: ${summary.good} good${summary.released ? ` (${summary.released} released from hold)` : ''}, ${summary.revoked} revoked, ${summary.unknown} unknown; ${summary.notDue} not due`,
           `problems by kind: ${errors || 'none'}`,
         );
         process.stdout.write(`${lines.map(printable).join('\n')}\n`);

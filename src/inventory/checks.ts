@@ -118,10 +118,11 @@ export function checkCertificate(c: CertificateFacts, ctx: CheckContext, t: Thre
   if (c.selfSigned && !c.isCa) out.push({ check: 'self-signed', severity: 'notice', message: 'a self-signed leaf: clients trust it only if pinned' });
 
   if (ctx.revoked) {
+    // RFC 5280 §5.3.1: certificateHold (6) is the one reason that may be lifted again.
     out.push({
       check: 'revoked',
       severity: deployed ? 'critical' : 'notice',
-      message: `revoked ${ctx.revoked.at.toISOString()}${ctx.revoked.reason !== null ? ` (reason ${ctx.revoked.reason})` : ''}${ctx.revoked.source ? `, per ${ctx.revoked.source.toUpperCase()}` : ''}${deployed ? ', still deployed' : ''}`,
+      message: `revoked ${ctx.revoked.at.toISOString()}${ctx.revoked.reason !== null ? ` (reason ${ctx.revoked.reason}${ctx.revoked.reason === 6 ? ', on hold' : ''})` : ''}${ctx.revoked.source ? `, per ${ctx.revoked.source.toUpperCase()}` : ''}${deployed ? ', still deployed' : ''}`,
     });
   }
 

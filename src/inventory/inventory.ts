@@ -48,6 +48,10 @@ export interface RecordSummary {
   places: number;
   certificates: number;
   newCertificates: number;
+  /**
+   * Places that failed, each once: an endpoint that presented no certificate, a file from which
+   * none could be read; or one whose certificate the inventory's reader refused.
+   */
   failed: number;
   /** Installations in the scan's scope that were present before and were not seen now. */
   missing: number;
@@ -108,7 +112,8 @@ export async function recordFileScan(store: InventoryStore, files: readonly File
   const seen = new Set<string>();
   const fingerprints = new Set<string>();
   for (const f of files) {
-    if (f.error && f.certificates.length === 0) s.failed++;
+    // One count per file, not per certificate: a file with three refused certificates is one failure.
+    let failed = f.error !== undefined && f.certificates.length === 0;
     for (const [i, der] of f.certificates.entries()) {
       const fp = fingerprintOf(der);
       const isNew = !fingerprints.has(fp) && !(await store.getCertificate(fp));
@@ -116,7 +121,7 @@ export async function recordFileScan(store: InventoryStore, files: readonly File
         seen.add(await store.recordSighting(filePlace(f.path, i), { found: true, der }, 'file', now));
       } catch {
         // Not readable by the inventory's strict reader: counted; its place is not marked missing.
-        s.failed++;
+        failed = true;
         seen.add(installationId(filePlace(f.path, i)));
         continue;
       }
@@ -124,6 +129,7 @@ export async function recordFileScan(store: InventoryStore, files: readonly File
       fingerprints.add(fp);
       s.places++;
     }
+    if (failed) s.failed++;
   }
   s.certificates = fingerprints.size;
   // What could not be read this time (a root, a directory, a file) is not known to be gone.

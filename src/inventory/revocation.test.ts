@@ -24,7 +24,17 @@ import { issuerIdentity, signDer, type RevocationIssuer } from '../server/revoca
 import { OcspResponder } from '../server/revocation/ocsp.js';
 import { checkCertificate } from './checks.js';
 import { assess, openInventory } from './inventory.js';
-import { caIssuersUrls, checkInventoryRevocation, selectIssuer, startRevocationThread, type RevocationRunOptions } from './revocation.js';
+import {
+  caIssuersUrls,
+  checkInventoryRevocation,
+  FetchedIssuers,
+  ISSUER_CACHE_ENTRIES,
+  selectIssuer,
+  startRevocationThread,
+  type IssuerFetch,
+  type RevocationChecker,
+  type RevocationRunOptions,
+} from './revocation.js';
 import type { InventoryStore } from './store.js';
 import { testCa, testLeaf } from './test-certs.js';
 
@@ -69,6 +79,44 @@ describe('selectIssuer and caIssuersUrls', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('FetchedIssuers: the caIssuers answers a run keeps', () => {
+  test('at most `max` URLs, the least recently used dropped first; a failure is kept like a certificate', async () => {
+    const asked: string[] = [];
+    const cache = new FetchedIssuers(2, async (url) => {
+      asked.push(url);
+      return url.endsWith('/down') ? { kind: 'http-status', message: 'HTTP 500' } : Buffer.from(url);
+    });
+    const got = async (url: string) => {
+      const r = await cache.get(url);
+      return Buffer.isBuffer(r) ? r.toString() : r.kind;
+    };
+    assert.equal(await got('http://a/down'), 'http-status');
+    assert.equal(await got('http://a/down'), 'http-status', 'the failure is not fetched again');
+    assert.equal(await got('http://b/ok'), 'http://b/ok');
+    assert.equal(await got('http://a/down'), 'http-status', 'used last now, so b goes next');
+    assert.equal(await got('http://c/ok'), 'http://c/ok');
+    assert.equal(cache.size, 2);
+    assert.deepEqual(asked, ['http://a/down', 'http://b/ok', 'http://c/ok']);
+    assert.equal(await got('http://b/ok'), 'http://b/ok', 'dropped, so fetched again');
+    assert.deepEqual(asked, ['http://a/down', 'http://b/ok', 'http://c/ok', 'http://b/ok']);
+    // A run over many issuers never holds more than the bound.
+    const big = new FetchedIssuers(ISSUER_CACHE_ENTRIES, async (url) => Buffer.from(url));
+    for (let i = 0; i < 3 * ISSUER_CACHE_ENTRIES; i++) await big.get(`http://issuer-${i}.test/ca.der`);
+    assert.equal(big.size, ISSUER_CACHE_ENTRIES);
+    assert.ok(ISSUER_CACHE_ENTRIES >= 100 && ISSUER_CACHE_ENTRIES <= 1000, 'a few hundred');
+  });
+
+  test('callers waiting on a fetch that was dropped meanwhile still get its answer', async () => {
+    let release!: (b: IssuerFetch) => void;
+    const cache = new FetchedIssuers(1, (url) => (url === 'slow' ? new Promise<IssuerFetch>((r) => (release = r)) : Promise.resolve(Buffer.from(url))));
+    const waiting = cache.get('slow');
+    await cache.get('other');
+    assert.equal(cache.size, 1);
+    release(Buffer.from('late'));
+    assert.equal(((await waiting) as Buffer).toString(), 'late');
   });
 });
 
@@ -131,22 +179,26 @@ describe('checkInventoryRevocation against responders on 127.0.0.1', { timeout: 
     }
     return { store, leaves };
   }
-  /** Anvil's OCSP responder for `issuer`, answering revoked for `revoked` serials. */
-  const responder = (revoked: ReadonlySet<string> = new Set(), issuer: RevocationIssuer = ca, clock = new FakeClock(Date.now())) =>
+  /** Anvil's OCSP responder for `issuer`, answering revoked for `revoked` serials (reason 1, or the map's). */
+  const responder = (revoked: ReadonlySet<string> | ReadonlyMap<string, number> = new Set(), issuer: RevocationIssuer = ca, clock = new FakeClock(Date.now())) =>
     new OcspResponder({
       store: {
         getCertificateBySerial: async (serial: string) =>
-          ({ status: 'issued', revokedAt: revoked.has(serial) ? new Date(Date.now() - HOUR) : null, revocationReason: revoked.has(serial) ? 1 : null }) as never,
+          ({
+            status: 'issued',
+            revokedAt: revoked.has(serial) ? new Date(Date.now() - HOUR) : null,
+            revocationReason: revoked.has(serial) ? (revoked instanceof Map ? revoked.get(serial)! : 1) : null,
+          }) as never,
       },
       issuer,
       logger: silentLogger(),
       clock,
       validityHours: 24,
     });
-  const crl = (revoked: readonly string[] = [], o: { issuer?: RevocationIssuer; thisUpdate?: Date; nextUpdate?: Date } = {}) => {
+  const crl = (revoked: readonly string[] = [], o: { issuer?: RevocationIssuer; thisUpdate?: Date; nextUpdate?: Date; reason?: number } = {}) => {
     const issuer = o.issuer ?? ca;
     const thisUpdate = o.thisUpdate ?? new Date();
-    const entries = revoked.map((serial) => ({ serial, revokedAt: new Date(thisUpdate.getTime() - HOUR), reason: 4, notAfter: new Date(Date.now() + 24 * HOUR) }));
+    const entries = revoked.map((serial) => ({ serial, revokedAt: new Date(thisUpdate.getTime() - HOUR), reason: o.reason ?? 4, notAfter: new Date(Date.now() + 24 * HOUR) }));
     return buildCrl(issuer, issuerIdentity(issuer), { number: 1, thisUpdate, nextUpdate: o.nextUpdate ?? new Date(thisUpdate.getTime() + 24 * HOUR), entries });
   };
   const serve = (o: { ocsp?: Handler; crl?: Buffer | Handler; issuer?: Handler }): Handler =>
@@ -372,6 +424,165 @@ describe('checkInventoryRevocation against responders on 127.0.0.1', { timeout: 
     const finding = c.health.findings.find((f) => f.check === 'revoked')!;
     assert.doesNotMatch(finding.message, /per (OCSP|CRL)/);
     assert.match(checkCertificate(c.certificate, { now: new Date(), installations: [], revoked: { at: new Date(0), reason: null, source: 'crl' } })[0]?.message ?? '', /per CRL/);
+  });
+
+  test('a hold (reason 6) found by OCSP is asked again, and lifted when OCSP says good: the revocation cleared, an unrevoked event', async () => {
+    // RFC 5280 §5.3.1: certificateHold is reversible; every other reason is final.
+    const { store, leaves } = await estate(2);
+    const [held, other] = leaves;
+    handler = serve({ ocsp: ocspBy(responder(new Map([[held!.serial, 6]]))) });
+    const first = await run(store);
+    assert.deepEqual([first.checked, first.good, first.revoked, first.released], [2, 1, 1, 0]);
+    const onHold = await row(store, held!.fingerprint);
+    assert.deepEqual([Number(onHold.revocation_reason), onHold.revocation_source], [6, 'ocsp']);
+    assert.ok(onHold.revoked_at !== null);
+    const finding = (await assess(store, new Date())).certificates.find((x) => x.certificate.fingerprint === held!.fingerprint)!.health.findings.find((f) => f.check === 'revoked');
+    assert.match(finding?.message ?? '', /\(reason 6, on hold\), per OCSP$/);
+
+    // Still on hold: asked again (it stays due), nothing new recorded.
+    const still = await run(store);
+    assert.deepEqual([still.checked, still.revoked, still.released], [2, 0, 0]);
+    assert.equal((await row(store, held!.fingerprint)).revoked_at, onHold.revoked_at);
+    assert.equal((await store.listEvents({ fingerprint: held!.fingerprint, type: 'revoked' })).length, 1);
+    // Within maxAgeHours it is not due, like any other certificate.
+    assert.deepEqual([(await run(store, { maxAgeHours: 12 })).checked, (await run(store, { maxAgeHours: 12 })).notDue], [0, 2]);
+
+    // The hold is lifted.
+    handler = serve({ ocsp: ocspBy(responder()) });
+    const lifted = await run(store);
+    assert.deepEqual([lifted.checked, lifted.good, lifted.revoked, lifted.released, lifted.unknown], [2, 2, 0, 1, 0]);
+    const r = lifted.results.find((x) => x.fingerprint === held!.fingerprint)!;
+    assert.deepEqual([r.status, r.source, r.released, r.error], ['good', 'ocsp', true, null]);
+    assert.equal(lifted.results.find((x) => x.fingerprint === other!.fingerprint)!.released, undefined);
+    const cleared = await row(store, held!.fingerprint);
+    assert.deepEqual([cleared.revoked_at, cleared.revocation_reason, cleared.revocation_source, cleared.revocation_error], [null, null, 'ocsp', null]);
+    const events = await store.listEvents({ fingerprint: held!.fingerprint });
+    assert.deepEqual(events.map((e) => e.type), ['discovered', 'revoked', 'unrevoked']);
+    assert.deepEqual(events[2]!.detail, { reason: 6, revokedAt: new Date(Number(onHold.revoked_at)).toISOString(), source: 'ocsp', url: `${base}/ocsp` });
+    const health = (await assess(store, new Date())).certificates.find((x) => x.certificate.fingerprint === held!.fingerprint)!;
+    assert.equal(health.certificate.revoked, null);
+    assert.equal(health.health.findings.find((f) => f.check === 'revoked'), undefined);
+  });
+
+  test('a hold found in a CRL is lifted by a fresh CRL without it, never by a stale one', async () => {
+    const { store, leaves } = await estate(1);
+    const [held] = leaves;
+    const ocspDown: Handler = (_q, _b, res) => void res.writeHead(503).end();
+    handler = serve({ ocsp: ocspDown, crl: crl([held!.serial], { reason: 6 }) });
+    const first = await run(store);
+    assert.deepEqual([first.revoked, first.results[0]!.reason, first.results[0]!.source], [1, 6, 'crl']);
+    // A CRL past its nextUpdate without the entry: not believed, so the hold stays (and who found it).
+    const past = new Date(Date.now() - 3 * 24 * HOUR);
+    handler = serve({ ocsp: ocspDown, crl: crl([], { thisUpdate: past, nextUpdate: new Date(past.getTime() + HOUR) }) });
+    const stale = await run(store);
+    assert.deepEqual([stale.unknown, stale.released], [1, 0]);
+    const kept = await row(store, held!.fingerprint);
+    assert.deepEqual([Number(kept.revocation_reason), kept.revocation_source], [6, 'crl']);
+    assert.match(kept.revocation_error ?? '', /crl .*: stale: /);
+    // A fresh CRL without it.
+    handler = serve({ ocsp: ocspDown, crl: crl([]) });
+    const lifted = await run(store);
+    assert.deepEqual([lifted.good, lifted.released, lifted.results[0]!.source], [1, 1, 'crl']);
+    const cleared = await row(store, held!.fingerprint);
+    assert.deepEqual([cleared.revoked_at, cleared.revocation_reason, cleared.revocation_source, cleared.revocation_error], [null, null, 'crl', null]);
+    assert.deepEqual((await store.listEvents({ fingerprint: held!.fingerprint, type: 'unrevoked' }))[0]?.detail, {
+      reason: 6,
+      revokedAt: new Date(Number(kept.revoked_at)).toISOString(),
+      source: 'crl',
+      url: `${base}/crl`,
+    });
+  });
+
+  test('any other revocation stands: not asked again, and a hold revoked for good later stays revoked', async () => {
+    const { store, leaves } = await estate(2);
+    const [final, held] = leaves;
+    const ocspDown: Handler = (_q, _b, res) => void res.writeHead(503).end();
+    // superseded (reason 4, the CRL fixture's): final.
+    handler = serve({ ocsp: ocspDown, crl: crl([final!.serial]) });
+    assert.equal((await run(store)).revoked, 1);
+    // The next CRL no longer lists it (an expired entry dropped, say) and holds the other one.
+    handler = serve({ ocsp: ocspDown, crl: crl([held!.serial], { reason: 6 }) });
+    const second = await run(store);
+    assert.deepEqual(second.results.map((r) => [r.fingerprint, r.status, r.reason]), [[held!.fingerprint, 'revoked', 6]], 'the revoked one is not asked again');
+    assert.equal(Number((await row(store, final!.fingerprint)).revocation_reason), 4);
+    // The held one is revoked for good (reason 1): that replaces the hold.
+    handler = serve({ ocsp: ocspBy(responder(new Set([held!.serial]))) });
+    const third = await run(store);
+    assert.deepEqual([third.checked, third.revoked, third.results[0]!.reason], [1, 1, 1]);
+    assert.deepEqual((await store.listEvents({ fingerprint: held!.fingerprint, type: 'revoked' })).map((e) => e.detail), [
+      { reason: 6, source: 'crl', url: `${base}/crl` },
+      { reason: 1, source: 'ocsp', url: `${base}/ocsp`, previousReason: 6 },
+    ]);
+    // Everything answers good now: nothing is due, both stay revoked, no event.
+    handler = serve({ ocsp: ocspBy(responder()), crl: crl() });
+    assert.equal((await run(store)).checked, 0);
+    for (const [x, reason] of [[final!, 4], [held!, 1]] as const) {
+      const r = await row(store, x.fingerprint);
+      assert.ok(r.revoked_at !== null);
+      assert.equal(Number(r.revocation_reason), reason);
+      assert.deepEqual((await store.listEvents({ fingerprint: x.fingerprint, type: 'unrevoked' })).length, 0);
+    }
+  });
+
+  test("a good answer about a certificate the CA revoked meanwhile is an inconsistency: the CA's revocation stands", async () => {
+    const { store, leaves } = await estate(1);
+    const [leaf] = leaves;
+    // The CA's sync records a hold while the look is under way; the responder still said good.
+    const checker: RevocationChecker = {
+      async check() {
+        await store.recordCertificates([{ der: leaf!.der, revoked: { at: new Date(), reason: 6 } }], 'ca', new Date());
+        return { status: 'good', source: 'ocsp', url: `${base}/ocsp` };
+      },
+      fetchCertificate: async () => interDer,
+      close: async () => undefined,
+    };
+    const s = await checkInventoryRevocation(store, { timeoutMs: 2000, maxAgeHours: 0 }, checker);
+    assert.deepEqual([s.checked, s.good, s.released, s.errors.inconsistent], [1, 1, 0, 1]);
+    assert.deepEqual(s.results[0]!.problems.map((p) => [p.source, p.kind]), [['ocsp', 'inconsistent']]);
+    assert.match(s.results[0]!.error ?? '', /inconsistent: answered good, but the certificate is recorded revoked .*\(reason 6, per the CA or an import\); the revocation stands/);
+    const r = await row(store, leaf!.fingerprint);
+    assert.deepEqual([Number(r.revocation_reason), r.revocation_source], [6, null], 'still revoked, and not credited to OCSP');
+    assert.equal(r.revocation_error, s.results[0]!.error);
+    // Not a hold a look found: never due again.
+    assert.equal((await run(store)).checked, 0);
+  });
+
+  test('a caIssuers URL that fails is asked once per run, however many certificates name it', async () => {
+    const { store } = await estate(3, { withIssuer: false });
+    handler = serve({ ocsp: ocspBy(responder()), issuer: (_q, _b, res) => void res.writeHead(500).end() });
+    hits.length = 0;
+    const s = await run(store, { concurrency: 1 });
+    assert.deepEqual([s.checked, s.unknown], [3, 3]);
+    assert.equal(hits.filter((h) => h === '/issuer').length, 1);
+    for (const r of s.results) assert.deepEqual(r.problems.map((p) => [p.source, p.kind]), [['issuer', 'http-status']]);
+  });
+
+  test("one deadline per certificate: the issuer fetch and the OCSP/CRL check share three timeouts, a wait for another's fetch included", async () => {
+    const timeoutMs = 400;
+    const given: number[] = [];
+    const slowIssuer: RevocationChecker = {
+      async check(_leaf, _issuer, opts) {
+        given.push(opts?.timeoutMs ?? NaN);
+        return { status: 'good', source: 'ocsp', url: `${base}/ocsp` };
+      },
+      fetchCertificate: () => new Promise((r) => setTimeout(() => r(interDer), 300)),
+      close: async () => undefined,
+    };
+    const one = await estate(1, { withIssuer: false });
+    assert.equal((await checkInventoryRevocation(one.store, { timeoutMs, maxAgeHours: 0 }, slowIssuer)).good, 1);
+    assert.equal(given.length, 1);
+    assert.ok(given[0]! <= 3 * timeoutMs - 250, `the check got ${given[0]} ms of the ${3 * timeoutMs} left after a 300 ms issuer fetch`);
+    assert.ok(given[0]! > 0);
+
+    // A fetch that never ends (as if another certificate's, still under way) is cut at the deadline.
+    const hung: RevocationChecker = { ...slowIssuer, fetchCertificate: () => new Promise(() => undefined) };
+    const two = await estate(2, { withIssuer: false });
+    const t = Date.now();
+    const s = await checkInventoryRevocation(two.store, { timeoutMs, maxAgeHours: 0, concurrency: 2 }, hung);
+    const took = Date.now() - t;
+    assert.ok(took >= 3 * timeoutMs - 50 && took < 3 * timeoutMs + 1500, `took ${took} ms`);
+    assert.deepEqual([s.checked, s.unknown], [2, 2]);
+    for (const r of s.results) assert.deepEqual(r.problems.map((p) => [p.source, p.kind, p.message]), [['issuer', 'timeout', 'fetching the issuer: no time left for this certificate']]);
   });
 
   test('the server thread checks due certificates by itself, and stops', async () => {

@@ -11,17 +11,28 @@
  * certificate's distribution point, read once per URL and kept until its nextUpdate for the run,
  * indexed by serial without parsing every entry. This module adds what an inventory needs:
  *
- * - Which certificates: leaves, not expired, not known to be revoked, not checked within
- *   `maxAgeHours`. Certificates that came from Anvil's own CA (source `ca`) are left out unless
- *   `includeCaSourced`: the CA's database sync records their revocations already, exactly and
- *   sooner, and asking our own responder for every certificate we issued would only load it.
+ * - Which certificates: leaves, not expired, not known to be revoked (except those on hold, see
+ *   below), not checked within `maxAgeHours`. Certificates that came from Anvil's own CA (source
+ *   `ca`) are left out unless `includeCaSourced`: the CA's database sync records their revocations
+ *   already, exactly and sooner, and asking our own responder for every certificate we issued
+ *   would only load it.
+ * - Holds: RFC 5280 §5.3.1 certificateHold (reason 6) is the one revocation that may be lifted. A
+ *   certificate a look found on hold is recorded revoked with reason 6 and stays due; a later look
+ *   that finds it good (OCSP good, or not on a fresh CRL) clears the revocation with an `unrevoked`
+ *   event, and one that finds it revoked for another reason makes that the revocation. Any other
+ *   revocation, and any revocation the CA's database sync or an import recorded, stands: a 'good'
+ *   answer about it is recorded as an `inconsistent` error (InventoryStore.recordRevocationCheck).
  * - The issuer: a CA certificate of the inventory whose subject is the leaf's issuer and whose key
  *   verifies the leaf's signature (`selectIssuer`); otherwise the certificate at the leaf's AIA
  *   caIssuers URL (DER or PEM, at most 64 KiB), fetched once per URL and run, used only if its key
- *   verifies the leaf. It is not recorded in the inventory.
+ *   verifies the leaf. It is not recorded in the inventory. What each URL gave, a failure too, is
+ *   kept for the run, for the ISSUER_CACHE_ENTRIES URLs used last (FetchedIssuers).
  * - Limits: http and https only; each request bounded by `timeoutMs` (connect, headers, between
- *   body chunks), each certificate by three times that in all; OCSP answers up to 64 KiB, CRLs up
- *   to `crlMaxBytes`; at most `maxRedirects` redirects, each hop checked like the first URL;
+ *   body chunks), an issuer fetch (redirects included) by `timeoutMs` in all; each certificate by
+ *   three times `timeoutMs` in all, from its start: issuer fetches, OCSP, CRL and their redirects
+ *   share that deadline, and a step that finds none left is a `timeout` (the CPU time to read a CRL
+ *   already fetched comes on top: about half a second per 5 MiB); OCSP answers up to 64 KiB, CRLs
+ *   up to `crlMaxBytes`; at most `maxRedirects` redirects, each hop checked like the first URL;
  *   `concurrency` certificates at a time and `connectionsPerHost` connections per responder; URLs
  *   at cloud metadata, unspecified and multicast addresses never fetched, and loopback, private
  *   and link-local ones only with `allowPrivateAddresses` (default true: an inventory is of one's
@@ -33,7 +44,8 @@
  * Recorded per certificate (InventoryStore.recordRevocationCheck): `revocation_checked_at`, the
  * `revocation_source` that decided ('ocsp' or 'crl'; null when none could), `revocation_error`
  * (why not, or null); and a revocation found is recorded like the CA's (revoked_at,
- * revocation_reason) with a `revoked` event whose detail says `source` and `url`.
+ * revocation_reason) with a `revoked` event whose detail says `source` and `url`; a hold lifted,
+ * with an `unrevoked` event that says the same.
  */
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
@@ -42,7 +54,7 @@ import { AuthorityInfoAccessSyntax, Certificate, id_pe_authorityInfoAccess } fro
 import { createRevocationChecker, type RevocationCheckResult, type RevocationProblemKind } from '../client/revocation.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { toPem } from '../lib/pem.js';
-import type { InventoryStore } from './store.js';
+import { CERTIFICATE_HOLD, type InventoryStore } from './store.js';
 
 const HOUR = 3_600_000;
 /** id-ad-caIssuers (RFC 5280 §4.2.2.1). */
@@ -52,15 +64,26 @@ const ISSUER_MAX_BYTES = 64 * 1024;
 const PAGE = 200;
 /** Longest revocation_error kept. */
 const MAX_ERROR_CHARS = 1000;
+/** caIssuers URLs whose answer (the certificate, or why not) a run keeps: a few hundred, at most 64 KiB each. */
+export const ISSUER_CACHE_ENTRIES = 256;
+/** A certificate's whole check (issuer fetches, OCSP, CRL, redirects) gets this many times `timeoutMs`. */
+const BUDGET_TIMEOUTS = 3;
 
-/** Why a certificate's status could not be determined: the checker's kinds, and the issuer's. */
-export type RevocationErrorKind = RevocationProblemKind | 'no-issuer';
+/**
+ * Why a certificate's status could not be determined: the checker's kinds, and the issuer's; and
+ * `inconsistent`, a 'good' answer about a certificate whose revocation stands (not a hold that a
+ * look found: see the module comment).
+ */
+export type RevocationErrorKind = RevocationProblemKind | 'no-issuer' | 'inconsistent';
 
 export interface RevocationRunOptions {
   clock?: Clock;
   /** Certificates checked at a time (default 8). */
   concurrency?: number;
-  /** Per request: connect, response headers, and between body chunks (default 10 s). Per certificate: three times this. */
+  /**
+   * Per request: connect, response headers, and between body chunks (default 10 s); an issuer
+   * fetch, redirects included: this in all. Per certificate, every step together: three times this.
+   */
   timeoutMs?: number;
   /** Check certificates not checked within this many hours (default 12; 0: every one, now). */
   maxAgeHours?: number;
@@ -96,7 +119,12 @@ export interface CertificateRevocationResult {
   url: string | null;
   revokedAt?: Date;
   reason?: number | null;
-  /** What was recorded as revocation_error (null when a source decided). */
+  /** True when this answer lifted a hold (reason 6) that an earlier look found: the revocation was cleared. */
+  released?: boolean;
+  /**
+   * What was recorded as revocation_error: null when a source decided, except when it said good
+   * about a certificate whose revocation stands (a problem of kind `inconsistent`).
+   */
   error: string | null;
   /** Every answer that could not be used, also those a later source made up for. */
   problems: Array<{ source: 'ocsp' | 'crl' | 'issuer' | null; url: string | null; kind: RevocationErrorKind; message: string }>;
@@ -106,8 +134,10 @@ export interface RevocationRunSummary {
   /** Certificates looked at (due ones). */
   checked: number;
   good: number;
-  /** Found revoked in this run (recorded). */
+  /** Found revoked in this run (recorded): newly, or a hold found revoked for another reason. */
   revoked: number;
+  /** Of the good ones: holds (reason 6) lifted in this run, their revocation cleared. */
+  released: number;
   /** Status not determined. */
   unknown: number;
   /** Problems by kind, over all certificates and sources (an OCSP timeout that the CRL made up for counts too). */
@@ -176,6 +206,57 @@ const errorText = (problems: CertificateRevocationResult['problems']): string =>
   return s.length > MAX_ERROR_CHARS ? `${s.slice(0, MAX_ERROR_CHARS - 1)}…` : s;
 };
 
+/** What a caIssuers URL gave: the certificate (DER), or why not. */
+export type IssuerFetch = Buffer | { kind: RevocationErrorKind; message: string };
+
+/**
+ * The answers of caIssuers URLs in one run, the certificate or the failure alike (so a URL that
+ * fails is asked once, not once per certificate naming it), for at most `max` URLs: the one used
+ * least recently goes first. `fetch` must not reject (a failure is an answer). A fetch under way
+ * counts as an entry; one dropped meanwhile still answers those already waiting for it.
+ */
+export class FetchedIssuers {
+  readonly #entries = new Map<string, Promise<IssuerFetch>>();
+
+  constructor(
+    private readonly max: number,
+    private readonly fetch: (url: string) => Promise<IssuerFetch>,
+  ) {}
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  get(url: string): Promise<IssuerFetch> {
+    let p = this.#entries.get(url);
+    if (p) {
+      // Map order is insertion order: moved to the end, it is now the most recently used.
+      this.#entries.delete(url);
+    } else {
+      p = this.fetch(url);
+    }
+    this.#entries.set(url, p);
+    for (const oldest of this.#entries.keys()) {
+      if (this.#entries.size <= Math.max(1, this.max)) break;
+      this.#entries.delete(oldest);
+    }
+    return p;
+  }
+}
+
+/** `p`, or a `timeout` failure once `deadline` (ms since the epoch) has passed. */
+async function byDeadline(p: Promise<IssuerFetch>, deadline: number): Promise<IssuerFetch> {
+  const left = deadline - Date.now();
+  const late: IssuerFetch = { kind: 'timeout', message: 'no time left for this certificate' };
+  if (left <= 0) return late;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<IssuerFetch>((resolve) => (timer = setTimeout(() => resolve(late), left)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * Checks every due certificate of the inventory (see the module comment) and records the
  * results. Never throws for a certificate's trouble (that is recorded); throws only when the
@@ -197,7 +278,7 @@ export async function checkInventoryRevocation(store: InventoryStore, o: Revocat
       maxRedirects: o.maxRedirects ?? 3,
       connectionsPerOrigin: o.connectionsPerHost ?? 2,
     });
-  const summary: RevocationRunSummary = { checked: 0, good: 0, revoked: 0, unknown: 0, errors: {}, notDue: 0, interrupted: false, durationMs: 0, results: [] };
+  const summary: RevocationRunSummary = { checked: 0, good: 0, revoked: 0, released: 0, unknown: 0, errors: {}, notDue: 0, interrupted: false, durationMs: 0, results: [] };
   const db = store.db;
   try {
     const nowMs = clock.now().getTime();
@@ -206,22 +287,22 @@ export async function checkInventoryRevocation(store: InventoryStore, o: Revocat
     for (const r of await db.selectFrom('inv_certificates').select(['subject', 'der']).where('is_ca', '=', 1).execute()) {
       byName.set(r.subject, [...(byName.get(r.subject) ?? []), Buffer.from(r.der)]);
     }
-    // Issuers fetched from caIssuers URLs in this run (a failure is kept too: asked once per run).
-    const fetched = new Map<string, Promise<Buffer | { kind: RevocationErrorKind; message: string }>>();
-    const fetchIssuer = (url: string) => {
-      let p = fetched.get(url);
-      if (!p) {
-        p = checker.fetchCertificate(url, { timeoutMs, maxBytes: ISSUER_MAX_BYTES, allowPrivateAddresses: allowPrivate, ...(o.ca ? { ca: o.ca } : {}) }).catch((e: Error & { kind?: RevocationErrorKind }) => ({
-          kind: e.kind ?? 'other',
-          message: e.message,
-        }));
-        fetched.set(url, p);
-      }
-      return p;
-    };
+    // Issuers fetched from caIssuers URLs in this run (a failure is kept too: asked once per run
+    // while the URL stays among the ISSUER_CACHE_ENTRIES used last).
+    const fetched = new FetchedIssuers(ISSUER_CACHE_ENTRIES, (url) =>
+      checker.fetchCertificate(url, { timeoutMs, maxBytes: ISSUER_MAX_BYTES, allowPrivateAddresses: allowPrivate, ...(o.ca ? { ca: o.ca } : {}) }).catch((e: Error & { kind?: RevocationErrorKind }) => ({
+        kind: e.kind ?? 'other',
+        message: e.message,
+      })),
+    );
 
+    // Not revoked; or on hold as a look found it (store.ts isNetworkHold): asked until it is lifted or made final.
     const base = () => {
-      let q = db.selectFrom('inv_certificates').where('is_ca', '=', 0).where('revoked_at', 'is', null).where('not_after', '>', nowMs);
+      let q = db
+        .selectFrom('inv_certificates')
+        .where('is_ca', '=', 0)
+        .where('not_after', '>', nowMs)
+        .where((eb) => eb.or([eb('revoked_at', 'is', null), eb.and([eb('revocation_reason', '=', CERTIFICATE_HOLD), eb('revocation_source', 'in', ['ocsp', 'crl'])])]));
       if (!o.includeCaSourced) q = q.where('source', '!=', 'ca');
       return q;
     };
@@ -234,13 +315,15 @@ export async function checkInventoryRevocation(store: InventoryStore, o: Revocat
     summary.notDue = maxAgeMs > 0 ? Number(notDue?.n ?? 0) : 0;
 
     const one = async (row: { fingerprint: string; issuer: string; der: Uint8Array }): Promise<void> => {
+      // Every step of this certificate, waits for other certificates' fetches included, ends by then.
+      const deadline = Date.now() + BUDGET_TIMEOUTS * timeoutMs;
       const der = Buffer.from(row.der);
       const problems: CertificateRevocationResult['problems'] = [];
       let issuer = selectIssuer(der, byName.get(row.issuer) ?? []);
       if (!issuer) {
         const urls = caIssuersUrls(der);
         for (const url of urls) {
-          const got = await fetchIssuer(url);
+          const got = await byDeadline(fetched.get(url), deadline);
           if (!Buffer.isBuffer(got)) {
             problems.push({ source: 'issuer', url, kind: got.kind, message: `fetching the issuer: ${got.message}` });
             continue;
@@ -254,9 +337,12 @@ export async function checkInventoryRevocation(store: InventoryStore, o: Revocat
         }
       }
       let r: RevocationCheckResult | null = null;
-      if (issuer) {
+      const left = deadline - Date.now();
+      if (issuer && left <= 0) {
+        problems.push({ source: null, url: null, kind: 'timeout', message: `no time left for OCSP and CRL: fetching the issuer took the certificate's ${BUDGET_TIMEOUTS * timeoutMs} ms` });
+      } else if (issuer) {
         try {
-          r = await checker.check(toPem('CERTIFICATE', der), toPem('CERTIFICATE', issuer), { timeoutMs: 3 * timeoutMs, allowPrivateAddresses: allowPrivate, ...(o.ca ? { ca: o.ca } : {}) });
+          r = await checker.check(toPem('CERTIFICATE', der), toPem('CERTIFICATE', issuer), { timeoutMs: left, allowPrivateAddresses: allowPrivate, ...(o.ca ? { ca: o.ca } : {}) });
         } catch (e) {
           problems.push({ source: null, url: null, kind: 'other', message: (e as Error).message });
         }
@@ -274,15 +360,23 @@ export async function checkInventoryRevocation(store: InventoryStore, o: Revocat
         problems,
       };
       const now = clock.now();
-      const newly = await store.recordRevocationCheck(row.fingerprint, now, {
+      const recorded = await store.recordRevocationCheck(row.fingerprint, now, {
         source: result.source,
         error: result.error,
+        url,
         ...(result.status === 'revoked' ? { revoked: { at: result.revokedAt ?? now, reason: result.reason ?? null, url: url ?? '' } } : {}),
       });
+      if (recorded.outcome === 'released') result.released = true;
+      if (recorded.outcome === 'inconsistent') {
+        problems.push({ source: result.source, url, kind: 'inconsistent', message: recorded.error ?? 'a good answer about a revoked certificate' });
+        result.error = recorded.error;
+      }
       summary.checked++;
-      if (result.status === 'good') summary.good++;
-      else if (result.status === 'revoked') {
-        if (newly) summary.revoked++;
+      if (result.status === 'good') {
+        summary.good++;
+        if (result.released) summary.released++;
+      } else if (result.status === 'revoked') {
+        if (recorded.outcome === 'revoked') summary.revoked++;
       } else summary.unknown++;
       for (const p of problems) summary.errors[p.kind] = (summary.errors[p.kind] ?? 0) + 1;
       if (o.keepResults !== false) summary.results.push(result);

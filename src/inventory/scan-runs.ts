@@ -2,6 +2,10 @@
  * One row per discovery run (`anvil scan`, `anvil inventory scan-files`) in `inv_scans`: when it
  * started, how long it took, how many targets it had, how many answered with a certificate, how
  * many failed and why. The metrics (src/inventory/metrics.ts) export the last run of each kind.
+ *
+ * Each target has one outcome: found, or failed in exactly one class, so `found + failed` is at
+ * most `targets` (less only when a scan was interrupted) and the classes of `failures` add up to
+ * `failed`.
  */
 import { randomBytes } from 'node:crypto';
 import type { InventoryStore } from './store.js';
@@ -16,9 +20,12 @@ export interface ScanRun {
   targets: number;
   /** network: endpoints that presented a certificate; files: files that held at least one. */
   found: number;
-  /** network: connections that failed; files: files that could not be read. */
+  /** network: endpoints that presented no certificate; files: files from which none could be read. */
   failed: number;
-  /** Failures by class: ScanErrorKind (`timeout`, `refused`, ...) or FileErrorCode (`unreadable`, ...). */
+  /**
+   * The failed targets by class, each in one: ScanErrorKind (`timeout`, `refused`, ...,
+   * `no-certificate`) or FileErrorCode (`unreadable`, ...). They add up to `failed`.
+   */
   failures: Record<string, number>;
   /** Anything else worth keeping (interrupted, new certificates, places now missing). */
   extra?: Record<string, unknown>;
@@ -31,8 +38,13 @@ export function countBy(codes: Iterable<string>): Record<string, number> {
   return out;
 }
 
-/** Records a run; returns its id (time-ordered: the start in ms as 12 hex digits, then 8 random bytes). */
+/**
+ * Records a run; returns its id (time-ordered: the start in ms as 12 hex digits, then 8 random
+ * bytes). Throws when the classes of `failures` do not add up to `failed`.
+ */
 export async function recordScanRun(store: InventoryStore, run: ScanRun): Promise<string> {
+  const classified = Object.values(run.failures).reduce((a, b) => a + b, 0);
+  if (classified !== run.failed) throw new Error(`scan run: ${classified} failure(s) by class for ${run.failed} failed target(s)`);
   const id = `${run.startedAt.getTime().toString(16).padStart(12, '0')}${randomBytes(8).toString('hex')}`;
   await store.db
     .insertInto('inv_scans')
@@ -44,10 +56,31 @@ export async function recordScanRun(store: InventoryStore, run: ScanRun): Promis
       targets: run.targets,
       found: run.found,
       failed: run.failed,
-      detail: JSON.stringify({ failures: run.failures, ...(run.extra ?? {}) }),
+      // `failures` last: `extra` cannot replace it.
+      detail: JSON.stringify({ ...(run.extra ?? {}), failures: run.failures }),
     })
     .execute();
   return id;
+}
+
+/**
+ * The failure class of a network observation (src/inventory/scan.ts: one per target), or null
+ * when it presented a certificate: its error's code, else `no-certificate`.
+ */
+export function networkFailureClass(o: { chain: readonly Buffer[]; error?: { code: string } }): string | null {
+  if (o.error) return o.error.code;
+  return o.chain.length === 0 ? 'no-certificate' : null;
+}
+
+/**
+ * The failure class of a file (src/inventory/files.ts: one per file), or null when some
+ * certificate in it could be read: its error's code, else `no-certificate`. A file read in part
+ * (an error, and certificates) is found, not failed; its error is counted apart (`partial` in the
+ * run's detail).
+ */
+export function fileFailureClass(f: { certificates: readonly Buffer[]; error?: { code: string } }): string | null {
+  if (f.certificates.length > 0) return null;
+  return f.error?.code ?? 'no-certificate';
 }
 
 /** Records an `anvil scan` run: `observations` as src/inventory/scan.ts gave them, over `targets` endpoints. */
@@ -56,16 +89,16 @@ export async function recordNetworkRun(
   run: { startedAt: Date; targets: number; observations: ReadonlyArray<{ chain: readonly Buffer[]; error?: { code: string } }>; interrupted: boolean; extra?: Record<string, unknown> },
   now: Date = new Date(),
 ): Promise<string> {
-  const failed = run.observations.filter((o) => o.error || o.chain.length === 0);
+  const classes = run.observations.map(networkFailureClass).filter((c): c is string => c !== null);
   return recordScanRun(store, {
     kind: 'network',
     startedAt: run.startedAt,
     durationMs: now.getTime() - run.startedAt.getTime(),
     targets: run.targets,
-    found: run.observations.length - failed.length,
-    failed: failed.length,
-    failures: countBy(failed.map((o) => o.error?.code ?? 'no-certificate')),
-    extra: { interrupted: run.interrupted, scanned: run.observations.length, ...(run.extra ?? {}) },
+    found: run.observations.length - classes.length,
+    failed: classes.length,
+    failures: countBy(classes),
+    extra: { ...(run.extra ?? {}), interrupted: run.interrupted, scanned: run.observations.length },
   });
 }
 
@@ -75,15 +108,16 @@ export async function recordFilesRun(
   run: { startedAt: Date; files: ReadonlyArray<{ certificates: readonly Buffer[]; error?: { code: string } }>; extra?: Record<string, unknown> },
   now: Date = new Date(),
 ): Promise<string> {
-  const failed = run.files.filter((f) => f.error && f.certificates.length === 0);
+  const classes = run.files.map(fileFailureClass).filter((c): c is string => c !== null);
+  const partial = run.files.filter((f) => f.error && f.certificates.length > 0).map((f) => f.error!.code);
   return recordScanRun(store, {
     kind: 'files',
     startedAt: run.startedAt,
     durationMs: now.getTime() - run.startedAt.getTime(),
     targets: run.files.length,
-    found: run.files.filter((f) => f.certificates.length > 0).length,
-    failed: failed.length,
-    failures: countBy(run.files.filter((f) => f.error).map((f) => f.error!.code)),
-    extra: run.extra ?? {},
+    found: run.files.length - classes.length,
+    failed: classes.length,
+    failures: countBy(classes),
+    extra: { ...(run.extra ?? {}), partial: countBy(partial) },
   });
 }

@@ -23,7 +23,27 @@ import type { InstallationState } from './checks.js';
 
 export type CertificateSource = 'ca' | 'lineage' | 'network' | 'file' | 'import';
 export type InstallationKind = InstallationState['kind'];
-export type EventType = 'issued' | 'renewed' | 'discovered' | 'deployed' | 'replaced' | 'missing' | 'back' | 'revoked' | 'renewal-failed';
+export type EventType = 'issued' | 'renewed' | 'discovered' | 'deployed' | 'replaced' | 'missing' | 'back' | 'revoked' | 'unrevoked' | 'renewal-failed';
+
+/** RFC 5280 §5.3.1 CRLReason certificateHold: the one revocation that may be lifted again. */
+export const CERTIFICATE_HOLD = 6;
+
+/**
+ * A hold that a CRL/OCSP look found (reason 6, revocation_source 'ocsp' or 'crl'): the only
+ * revocation a later look may clear. One recorded by Anvil's CA database sync or an import (whose
+ * revocation_source is null) is never cleared by a look, nor one for any other reason.
+ */
+export function isNetworkHold(r: { revoked_at: number | null; revocation_reason: number | null; revocation_source?: string | null }): boolean {
+  return r.revoked_at !== null && Number(r.revocation_reason) === CERTIFICATE_HOLD && (r.revocation_source === 'ocsp' || r.revocation_source === 'crl');
+}
+
+/**
+ * What recordRevocationCheck did to the certificate's revocation: `revoked`, a revocation found
+ * (new, or a hold found revoked for good now); `released`, a hold lifted (the revocation cleared,
+ * an `unrevoked` event); `inconsistent`, a 'good' answer about a certificate whose revocation
+ * stands (recorded in revocation_error); `unchanged`, anything else.
+ */
+export type RevocationCheckOutcome = 'revoked' | 'released' | 'inconsistent' | 'unchanged';
 
 export interface InventoryCertificate extends CertificateFacts {
   der: Buffer;
@@ -156,8 +176,13 @@ export class InventoryStore {
     const known = new Map<string, { revoked: boolean; profile: string | null }>();
     for (let i = 0; i < withFp.length; i += 500) {
       const fps = withFp.slice(i, i + 500).map((x) => x.fingerprint);
-      const rows = await this.db.selectFrom('inv_certificates').select(['fingerprint', 'revoked_at', 'profile']).where('fingerprint', 'in', fps).execute();
-      for (const r of rows) known.set(r.fingerprint, { revoked: r.revoked_at !== null, profile: r.profile });
+      const rows = await this.db
+        .selectFrom('inv_certificates')
+        .select(['fingerprint', 'revoked_at', 'revocation_reason', 'revocation_source', 'profile'])
+        .where('fingerprint', 'in', fps)
+        .execute();
+      // A hold found by a CRL/OCSP look is not the CA's word: the CA's revocation replaces it.
+      for (const r of rows) known.set(r.fingerprint, { revoked: r.revoked_at !== null && !isNetworkHold(r), profile: r.profile });
     }
     const work: Array<{ f: CertificateFacts | null; der: Buffer; profile?: string | null; revoked?: { at: Date; reason: number | null } | null }> = [];
     let failed = 0;
@@ -260,11 +285,17 @@ export class InventoryStore {
     extra: { profile?: string | null; revoked?: { at: Date; reason: number | null } | null; event?: EventType },
   ): Promise<RecordResult> {
     const t = now.getTime();
-    const existing = await tx.selectFrom('inv_certificates').select(['fingerprint', 'revoked_at']).where('fingerprint', '=', f.fingerprint).executeTakeFirst();
+    const existing = await tx
+      .selectFrom('inv_certificates')
+      .select(['fingerprint', 'revoked_at', 'revocation_reason', 'revocation_source'])
+      .where('fingerprint', '=', f.fingerprint)
+      .executeTakeFirst();
     if (existing) {
       const set: Partial<InvCertificatesTable> = { last_seen: t };
       if (extra.profile) set.profile = extra.profile;
-      if (extra.revoked && existing.revoked_at === null) {
+      // A revocation from the CA's database (or an import) is recorded over a hold that a CRL/OCSP
+      // look found, so that no later look lifts it (isNetworkHold).
+      if (extra.revoked && (existing.revoked_at === null || isNetworkHold(existing))) {
         set.revoked_at = extra.revoked.at.getTime();
         set.revocation_reason = extra.revoked.reason;
         // Not found by a CRL/OCSP look (whose earlier 'good' would otherwise be taken for the finder).
@@ -483,31 +514,75 @@ export class InventoryStore {
 
   /**
    * Records what a CRL/OCSP look at a certificate found (src/inventory/revocation.ts), in one
-   * transaction: when, which source decided (null: none could), why not (null: one did); and a
-   * revocation it found, with a `revoked` event naming the source and URL, unless the certificate
-   * is already known revoked. Returns true when the revocation is new.
+   * transaction: when, which source decided (null: none could), why not (null: one did), and what
+   * that means for the certificate's revocation (RevocationCheckOutcome):
+   *
+   * - not revoked, found revoked: recorded (time, reason) with a `revoked` event naming the source
+   *   and URL;
+   * - on hold as a look found it (isNetworkHold), found good: the hold is lifted (revoked_at and
+   *   the reason cleared) with an `unrevoked` event; found revoked for another reason: that
+   *   revocation replaces the hold, with a `revoked` event;
+   * - revoked in any other way (another reason, or by the CA's database or an import), found good:
+   *   the revocation stands (RFC 5280 §5.3.1: only certificateHold is temporary) and the
+   *   contradiction is recorded as revocation_error;
+   * - already revoked, a look that could not tell: only when and why; the source that found the
+   *   revocation stays.
    */
   async recordRevocationCheck(
     fingerprint: string,
     now: Date,
-    r: { source: 'ocsp' | 'crl' | null; error: string | null; revoked?: { at: Date; reason: number | null; url: string } },
-  ): Promise<boolean> {
-    const set = { revocation_checked_at: now.getTime(), revocation_source: r.source, revocation_error: r.error };
+    r: { source: 'ocsp' | 'crl' | null; error: string | null; url?: string | null; revoked?: { at: Date; reason: number | null; url: string } },
+  ): Promise<{ outcome: RevocationCheckOutcome; error: string | null }> {
+    const t = now.getTime();
     return this.db.transaction().execute(async (tx) => {
-      if (r.revoked && r.source) {
-        const u = await tx
-          .updateTable('inv_certificates')
-          .set({ ...set, revoked_at: r.revoked.at.getTime(), revocation_reason: r.revoked.reason })
-          .where('fingerprint', '=', fingerprint)
-          .where('revoked_at', 'is', null)
-          .executeTakeFirst();
-        if (Number(u.numUpdatedRows) > 0) {
-          await this.#event(tx, now, 'revoked', fingerprint, null, { reason: r.revoked.reason, source: r.source, url: r.revoked.url });
-          return true;
-        }
+      const cur = await tx
+        .selectFrom('inv_certificates')
+        .select(['revoked_at', 'revocation_reason', 'revocation_source'])
+        .where('fingerprint', '=', fingerprint)
+        .executeTakeFirst();
+      if (!cur) return { outcome: 'unchanged' as const, error: r.error };
+      const update = (set: Partial<InvCertificatesTable>) => tx.updateTable('inv_certificates').set({ revocation_checked_at: t, ...set }).where('fingerprint', '=', fingerprint).execute();
+      const decided = r.source !== null;
+      const revokedEvent = async (rv: NonNullable<typeof r.revoked>, extra: Record<string, unknown> = {}) => {
+        await update({ revoked_at: rv.at.getTime(), revocation_reason: rv.reason, revocation_source: r.source, revocation_error: null });
+        await this.#event(tx, now, 'revoked', fingerprint, null, { reason: rv.reason, source: r.source, url: rv.url, ...extra });
+        return { outcome: 'revoked' as const, error: null };
+      };
+      if (cur.revoked_at === null) {
+        if (r.revoked && decided) return revokedEvent(r.revoked);
+        await update({ revocation_source: r.source, revocation_error: r.error });
+        return { outcome: 'unchanged' as const, error: r.error };
       }
-      await tx.updateTable('inv_certificates').set(set).where('fingerprint', '=', fingerprint).execute();
-      return false;
+      const held = isNetworkHold(cur);
+      if (r.revoked && decided) {
+        // RFC 5280 §5.3.1: a certificate on hold may be revoked for good later (or its reason change).
+        if (held && r.revoked.reason !== CERTIFICATE_HOLD) return revokedEvent(r.revoked, { previousReason: CERTIFICATE_HOLD });
+        await update({ revocation_error: null, ...(held ? { revocation_source: r.source } : {}) });
+        return { outcome: 'unchanged' as const, error: null };
+      }
+      if (decided) {
+        if (held) {
+          // RFC 5280 §5.3.1: certificateHold is reversible; a good answer now means the hold was lifted.
+          await update({ revoked_at: null, revocation_reason: null, revocation_source: r.source, revocation_error: null });
+          await this.#event(tx, now, 'unrevoked', fingerprint, null, {
+            reason: CERTIFICATE_HOLD,
+            revokedAt: new Date(Number(cur.revoked_at)).toISOString(),
+            source: r.source,
+            url: r.url ?? null,
+          });
+          return { outcome: 'released' as const, error: null };
+        }
+        const reason = cur.revocation_reason === null ? 'no reason given' : `reason ${Number(cur.revocation_reason)}`;
+        const by = cur.revocation_source === 'ocsp' || cur.revocation_source === 'crl' ? `found by ${cur.revocation_source.toUpperCase()}` : 'per the CA or an import';
+        const error =
+          `${r.source}${r.url ? ` ${r.url}` : ''}: inconsistent: answered good, but the certificate is recorded revoked ` +
+          `${new Date(Number(cur.revoked_at)).toISOString()} (${reason}, ${by}); the revocation stands: a look lifts only a hold (reason 6) that a look found`;
+        await update({ revocation_error: error });
+        return { outcome: 'inconsistent' as const, error };
+      }
+      // Could not tell: the revocation, and the source that found it, stay.
+      await update({ revocation_error: r.error });
+      return { outcome: 'unchanged' as const, error: r.error };
     });
   }
 }

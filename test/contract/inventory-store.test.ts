@@ -195,18 +195,66 @@ function contract(name: string, where: () => Promise<InventoryLocation>, skip: s
         const c = await testLeaf();
         const { fingerprint } = await s.recordCertificate(c.der, 'file', t0);
         assert.equal((await s.getCertificate(fingerprint))?.revocationCheck, undefined, 'never looked');
-        assert.equal(await s.recordRevocationCheck(fingerprint, later(1), { source: 'ocsp', error: null }), false);
+        assert.deepEqual(await s.recordRevocationCheck(fingerprint, later(1), { source: 'ocsp', error: null }), { outcome: 'unchanged', error: null });
         assert.deepEqual((await s.getCertificate(fingerprint))?.revocationCheck, { checkedAt: later(1), source: 'ocsp', error: null });
         await s.recordRevocationCheck(fingerprint, later(2), { source: null, error: 'ocsp http://o.test: timeout: timed out' });
         assert.deepEqual((await s.getCertificate(fingerprint))?.revocationCheck, { checkedAt: later(2), source: null, error: 'ocsp http://o.test: timeout: timed out' });
         const revoked = { source: 'crl' as const, error: null, revoked: { at: later(1), reason: 1, url: 'http://c.test/crl' } };
-        assert.equal(await s.recordRevocationCheck(fingerprint, later(3), revoked), true);
-        assert.equal(await s.recordRevocationCheck(fingerprint, later(4), revoked), false, 'already revoked');
+        assert.equal((await s.recordRevocationCheck(fingerprint, later(3), revoked)).outcome, 'revoked');
+        assert.equal((await s.recordRevocationCheck(fingerprint, later(4), revoked)).outcome, 'unchanged', 'already revoked');
         const got = await s.getCertificate(fingerprint);
         assert.deepEqual(got?.revoked, { at: later(1), reason: 1 });
         assert.deepEqual(got?.revocationCheck, { checkedAt: later(4), source: 'crl', error: null });
         const events = await s.listEvents({ fingerprint, type: 'revoked' });
         assert.deepEqual(events.map((e) => e.detail), [{ reason: 1, source: 'crl', url: 'http://c.test/crl' }]);
+      }));
+
+    test('a hold (reason 6) that a look found is lifted by a later good answer; any other revocation stands', () =>
+      withStore(async (s) => {
+        const hold = (at: Date) => ({ source: 'ocsp' as const, error: null, url: 'http://o.test', revoked: { at, reason: 6, url: 'http://o.test' } });
+        const good = { source: 'crl' as const, error: null, url: 'http://c.test/crl' };
+        const { fingerprint: held } = await s.recordCertificate((await testLeaf()).der, 'file', t0);
+        assert.equal((await s.recordRevocationCheck(held, later(1), hold(later(1)))).outcome, 'revoked');
+        assert.deepEqual((await s.getCertificate(held))?.revoked, { at: later(1), reason: 6 });
+        // Still on hold, then undetermined: the hold and the source that found it stay.
+        assert.equal((await s.recordRevocationCheck(held, later(2), hold(later(1)))).outcome, 'unchanged');
+        assert.equal((await s.recordRevocationCheck(held, later(3), { source: null, error: 'crl http://c.test/crl: timeout: timed out' })).outcome, 'unchanged');
+        assert.deepEqual((await s.getCertificate(held))?.revocationCheck, { checkedAt: later(3), source: 'ocsp', error: 'crl http://c.test/crl: timeout: timed out' });
+        assert.deepEqual(await s.recordRevocationCheck(held, later(4), good), { outcome: 'released', error: null });
+        const released = await s.getCertificate(held);
+        assert.equal(released?.revoked, null);
+        assert.deepEqual(released?.revocationCheck, { checkedAt: later(4), source: 'crl', error: null });
+        assert.deepEqual((await s.listEvents({ fingerprint: held })).map((e) => e.type), ['discovered', 'revoked', 'unrevoked']);
+        assert.deepEqual((await s.listEvents({ fingerprint: held, type: 'unrevoked' }))[0]?.detail, { reason: 6, revokedAt: later(1).toISOString(), source: 'crl', url: 'http://c.test/crl' });
+
+        // On hold, then revoked for good (keyCompromise): that revocation replaces the hold, and stands.
+        const { fingerprint: final } = await s.recordCertificate((await testLeaf()).der, 'file', t0);
+        await s.recordRevocationCheck(final, later(1), hold(later(1)));
+        const compromised = { source: 'crl' as const, error: null, url: 'http://c.test/crl', revoked: { at: later(2), reason: 1, url: 'http://c.test/crl' } };
+        assert.equal((await s.recordRevocationCheck(final, later(2), compromised)).outcome, 'revoked');
+        assert.deepEqual((await s.getCertificate(final))?.revoked, { at: later(2), reason: 1 });
+        assert.deepEqual((await s.listEvents({ fingerprint: final, type: 'revoked' })).map((e) => e.detail.reason), [6, 1]);
+        const contradicted = await s.recordRevocationCheck(final, later(3), good);
+        assert.equal(contradicted.outcome, 'inconsistent');
+        assert.match(contradicted.error ?? '', /^crl http:\/\/c\.test\/crl: inconsistent: answered good, but the certificate is recorded revoked .* \(reason 1, found by CRL\); the revocation stands/);
+        const stands = await s.getCertificate(final);
+        assert.deepEqual(stands?.revoked, { at: later(2), reason: 1 });
+        assert.deepEqual(stands?.revocationCheck, { checkedAt: later(3), source: 'crl', error: contradicted.error });
+
+        // A hold the CA's database recorded is the CA's to lift: a look never clears it.
+        const { fingerprint: caHold } = await s.recordCertificate((await testLeaf()).der, 'ca', t0, { revoked: { at: later(1), reason: 6 } });
+        assert.equal((await s.recordRevocationCheck(caHold, later(2), good)).outcome, 'inconsistent');
+        assert.deepEqual((await s.getCertificate(caHold))?.revoked, { at: later(1), reason: 6 });
+        assert.equal((await s.getCertificate(caHold))?.revocationCheck?.source ?? null, null, 'the look is not credited with the revocation');
+
+        // A hold a look found, then the CA's sync revokes it: the CA's record replaces the hold, and a look no longer lifts it.
+        const leaf = await testLeaf();
+        const { fingerprint: synced } = await s.recordCertificate(leaf.der, 'file', t0);
+        await s.recordRevocationCheck(synced, later(1), hold(later(1)));
+        await s.recordCertificates([{ der: leaf.der, revoked: { at: later(2), reason: 4 } }], 'ca', later(2));
+        assert.deepEqual((await s.getCertificate(synced))?.revoked, { at: later(2), reason: 4 });
+        assert.equal((await s.recordRevocationCheck(synced, later(3), good)).outcome, 'inconsistent');
+        assert.deepEqual((await s.getCertificate(synced))?.revoked, { at: later(2), reason: 4 });
       }));
 
     test('scans recorded and assessed: a broken chain, a stale certificate after its renewal, a file gone', () =>

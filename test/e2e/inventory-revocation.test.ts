@@ -11,6 +11,8 @@
  *   requests and the CRL is `openssl ca -gencrl`'s. OpenSSL 3.0's `openssl ocsp -port` takes a port
  *   number only and listens on every interface, so the responder runs as `openssl ocsp -reqin
  *   -respout` per request behind a node:http server on 127.0.0.1: the answer is openssl's own.
+ *   Then a hold: `openssl ca -revoke -crl_hold` puts a leaf on hold (certificateHold, RFC 5280
+ *   §5.3.1), and releasing it (its index.txt line back to valid) lifts it in the inventory.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -34,6 +36,7 @@ interface Result {
   source: string | null;
   url: string | null;
   reason?: number | null;
+  released?: boolean;
   error: string | null;
   problems: Array<{ source: string | null; kind: string; message: string }>;
 }
@@ -41,6 +44,7 @@ interface Summary {
   checked: number;
   good: number;
   revoked: number;
+  released: number;
   unknown: number;
   notDue: number;
   errors: Record<string, number>;
@@ -277,5 +281,51 @@ authorityKeyIdentifier = keyid
     assert.deepEqual(forged.results[0]!.problems.map((p) => [p.source, p.kind]), [['ocsp', 'http-status'], ['crl', 'signature']]);
     const shown = await inventory('show', fp.leaf1!);
     assert.match(shown.stdout, /revocation +checked .*: could not tell: ocsp .*: http-status: HTTP 503; crl .*: signature: the CRL is not signed by the issuer/);
+  });
+
+  test("a hold in openssl's index is found by its OCSP responder, and lifted in the inventory once openssl releases it", async () => {
+    const inventory = inventoryOf(path.join(dir, 'data'));
+    const leaf1 = await fingerprintOf(path.join(dir, 'leaf1.pem'));
+    const serial = (await openssl('x509', '-in', 'leaf1.pem', '-noout', '-serial')).stdout.trim().replace(/^serial=/, '').toUpperCase();
+    const genCrl = async () => {
+      await openssl('ca', '-config', 'ca.cnf', '-gencrl', '-out', 'ca.crl.pem');
+      await openssl('crl', '-in', 'ca.crl.pem', '-outform', 'DER', '-out', 'ca.crl');
+    };
+    // leaf1 on hold (openssl writes "certificateHold" in index.txt; its OCSP answer says revoked, reason 6).
+    await openssl('ca', '-config', 'ca.cnf', '-revoke', 'leaf1.pem', '-crl_hold', 'holdInstructionNone');
+    await genCrl();
+    ocspUp = true;
+    const held = await checkRevocation(inventory, '--max-age-hours', '0');
+    assert.deepEqual([held.checked, held.revoked], [1, 1], JSON.stringify(held));
+    assert.deepEqual([held.results[0]!.fingerprint, held.results[0]!.status, held.results[0]!.source, held.results[0]!.reason], [leaf1, 'revoked', 'ocsp', 6]);
+    // Still due while on hold (the others, revoked for good, are not).
+    const still = await checkRevocation(inventory, '--max-age-hours', '0');
+    assert.deepEqual([still.checked, still.revoked, still.released], [1, 0, 0], JSON.stringify(still));
+
+    // openssl releases it: its index line is valid again (what `openssl ca` has no command for).
+    const index = await readFile(path.join(dir, 'index.txt'), 'utf8');
+    const lines = index.split('\n').map((l) => {
+      const f = l.split('\t');
+      return f[3] === serial && f[0] === 'R' ? ['V', f[1], '', ...f.slice(3)].join('\t') : l;
+    });
+    assert.notEqual(lines.join('\n'), index, `leaf1 (serial ${serial}) is on hold in index.txt`);
+    await writeFile(path.join(dir, 'index.txt'), lines.join('\n'));
+    await genCrl();
+    const lifted = await checkRevocation(inventory, '--max-age-hours', '0');
+    assert.deepEqual([lifted.checked, lifted.good, lifted.released, lifted.revoked], [1, 1, 1, 0], JSON.stringify(lifted));
+    assert.deepEqual([lifted.results[0]!.source, lifted.results[0]!.released], ['ocsp', true]);
+    const shown = JSON.parse((await inventory('show', leaf1, '--json')).stdout) as { revoked: unknown; events: Array<{ type: string; detail: Record<string, unknown> }> };
+    assert.equal(shown.revoked, null);
+    assert.deepEqual(
+      shown.events.filter((e) => e.type === 'revoked' || e.type === 'unrevoked').map((e) => [e.type, e.detail.reason, e.detail.source]),
+      [
+        ['revoked', 6, 'ocsp'],
+        ['unrevoked', 6, 'ocsp'],
+      ],
+    );
+    // Good again: due only after --max-age-hours, like any other; the text output says nothing is revoked.
+    const text = await inventory('check-revocation', '--max-age-hours', '0');
+    assert.equal(text.code, 0, text.out);
+    assert.match(text.stdout, /^1 certificate\(s\) checked: 1 good, 0 revoked, 0 unknown; 0 not due$/m);
   });
 });
