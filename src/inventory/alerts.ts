@@ -830,7 +830,7 @@ export async function startAlertsThread(config: AlertsThreadConfig, onReport: (r
 export function logAlertReport(log: { error(o: object, m: string): void; warn(o: object, m: string): void; info(o: object, m: string): void; debug(o: object, m: string): void }, r: AlertsThreadReport): void {
   const days = Math.round(MAX_PENDING_MS / DAY);
   if (r.type === 'error') {
-    log.error({ error: r.message, code: r.code }, 'inventory alerts: the run failed; it runs again at the next interval (what it had leased waits until the lease runs out)');
+    log.error({ error: r.message, code: r.code }, 'inventory alerts: the run failed; what it had leased waits until the lease runs out');
     return;
   }
   const rep = r.report;

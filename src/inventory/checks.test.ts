@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { describeCertificate, type CertificateFacts } from './certificate.js';
-import { checkCertificate, estateHealth, healthOf, type CheckContext, type Finding, type InstallationState } from './checks.js';
+import { checkCertificate, estateHealth, healthOf, nextCheckChange, type CheckContext, type Finding, type InstallationState } from './checks.js';
 import { testCa, testLeaf } from './test-certs.js';
 
 const DAY = 86_400_000;
@@ -120,5 +120,41 @@ describe('health', () => {
       { check: 'expiring', severity: 'warning', certificates: 1 },
     ]);
     assert.deepEqual(estateHealth([]), { level: 'good', score: 100, certificates: 0, byLevel: { good: 0, fair: 0, poor: 0, critical: 0 }, byCheck: [] });
+  });
+});
+
+describe('nextCheckChange', () => {
+  // A small deterministic generator (no dependency), so a failure can be replayed.
+  let seed = 0x2545f491;
+  const rand = () => ((seed = (seed * 1_103_515_245 + 12_345) >>> 0) / 2 ** 32);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+
+  test('which checks fire, and how severe, does not change before it, and does at the boundary it names', () => {
+    let boundaries = 0;
+    for (let round = 0; round < 2000; round++) {
+      const lifetime = pick([6 * DAY, 47 * DAY, 90 * DAY, 398 * DAY, 3 * 3_600_000]);
+      const nb = NOW.getTime() + Math.round((rand() - 0.7) * 2 * lifetime);
+      const f = facts({ notBefore: new Date(nb), notAfter: new Date(nb + lifetime) });
+      const renewedBy = rand() < 0.4 ? { fingerprint: 'ef'.repeat(32), notBefore: new Date(NOW.getTime() - Math.round(rand() * 2 * DAY)) } : null;
+      const installations = rand() < 0.5 ? [endpoint()] : rand() < 0.5 ? [endpoint({ status: 'missing' })] : [];
+      const c = ctx({ installations, renewedBy });
+      const at = (t: number) => ids(checkCertificate(f, { ...c, now: new Date(t) }));
+      const start = at(NOW.getTime());
+      const until = nextCheckChange(f, c);
+      assert.ok(until > NOW.getTime());
+      const end = Number.isFinite(until) ? until : NOW.getTime() + 3 * lifetime;
+      // Any instant before the boundary, and the last millisecond before it, give the same checks.
+      for (const t of [end - 1, NOW.getTime() + Math.floor(rand() * (end - NOW.getTime()))]) assert.deepEqual(at(t), start, `round ${round}: at ${t - NOW.getTime()} ms, before ${until - NOW.getTime()}`);
+      if (Number.isFinite(until) && at(until).join() !== start.join()) boundaries++;
+    }
+    // Most boundaries are real changes (a few are not: a warning threshold passed while already critical).
+    assert.ok(boundaries > 500, `${boundaries} boundaries changed something`);
+  });
+
+  test('exactly at notAfter a certificate is not yet expired; a millisecond later it is', () => {
+    const f = facts({ notBefore: new Date(NOW.getTime() - 89 * DAY), notAfter: NOW });
+    assert.equal(nextCheckChange(f, ctx()), NOW.getTime() + 1);
+    assert.ok(!ids(checkCertificate(f, ctx())).includes('expired:critical'));
+    assert.ok(ids(checkCertificate(f, ctx({ now: new Date(NOW.getTime() + 1) }))).includes('expired:critical'));
   });
 });

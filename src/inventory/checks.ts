@@ -146,6 +146,30 @@ export function checkCertificate(c: CertificateFacts, ctx: CheckContext, t: Thre
   return out;
 }
 
+/**
+ * The first instant (ms) from which checkCertificate may flag other checks or severities than it
+ * does at `ctx.now` for the same certificate, places and renewal: the next validity or threshold
+ * boundary. Until then only the wording of its messages changes with time, so a caller may keep
+ * the result while `now < nextCheckChange(...)`. Infinity when no boundary lies ahead.
+ */
+export function nextCheckChange(c: Pick<CertificateFacts, 'notBefore' | 'notAfter'>, ctx: Pick<CheckContext, 'now' | 'renewedBy'>, t: Thresholds = DEFAULT_THRESHOLDS): number {
+  const now = ctx.now.getTime();
+  const nb = c.notBefore.getTime();
+  const na = c.notAfter.getTime();
+  const lifetime = na - nb;
+  let next = Infinity;
+  // `notBefore > now` turns false at notBefore itself.
+  if (nb > now) next = nb;
+  // `now > x` (expired, expiring, stale after renewal) turns true at the first whole millisecond past x.
+  const past = [na, na - Math.min(t.expiringCriticalDays * DAY, lifetime / 10), na - Math.min(t.expiringWarningDays * DAY, lifetime / 3)];
+  if (ctx.renewedBy) past.push(ctx.renewedBy.notBefore.getTime() + t.staleAfterRenewalHours * 3_600_000);
+  for (const x of past) {
+    const at = Math.floor(x) + 1;
+    if (at > now && at < next) next = at;
+  }
+  return next;
+}
+
 function weakKeyReason(c: CertificateFacts): { severity: Severity; message: string } | null {
   if (c.knownWeakKey) return { severity: 'critical', message: c.knownWeakKey };
   switch (c.keyType) {

@@ -1,7 +1,8 @@
 /**
  * The inventory metrics thread (started by startMetricsThread in metrics.ts): opens the inventory,
- * builds the exposition when asked, and hands the bytes back (transferred). Never throws: a failed
- * build is answered as such.
+ * keeps it in memory (InventoryMetricsModel), and when asked brings it up to date and hands back
+ * the parts of the exposition that changed (transferred, not copied). Never throws: a failed build
+ * is answered as such.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { openInventory } from './inventory.js';
@@ -17,11 +18,11 @@ port.on('message', (m: MetricsThreadRequest | 'stop') => {
     void builder.close().finally(() => process.exit(0));
     return;
   }
-  builder.build(new Date(m.now)).then(
-    (bytes) => {
-      // The writer's buffer is its own ArrayBuffer (never Node's pool), starting at offset 0.
-      const answer: MetricsThreadAnswer = { id: m.id, ok: true, bytes: bytes.buffer as ArrayBuffer, length: bytes.length };
-      port.postMessage(answer, [bytes.buffer as ArrayBuffer]);
+  builder.build(new Date(m.now), m.full).then(
+    (parts) => {
+      // Each part is a writer's buffer: its own ArrayBuffer (never Node's pool), starting at offset 0.
+      const answer: MetricsThreadAnswer = { id: m.id, ok: true, parts: parts.map((p) => (p === null ? null : { bytes: p.buffer as ArrayBuffer, length: p.length })) };
+      port.postMessage(answer, [...new Set(parts.flatMap((p) => (p === null ? [] : [p.buffer as ArrayBuffer])))]);
     },
     (e: unknown) => port.postMessage({ id: m.id, ok: false, message: (e as Error).message } satisfies MetricsThreadAnswer),
   );

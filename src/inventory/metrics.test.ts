@@ -6,7 +6,18 @@ import { after, before, describe, test } from 'node:test';
 import { parseExposition, type Exposition } from '../../test/helpers/exposition.js';
 import { FakeClock } from '../lib/clock.js';
 import { assess, filePlace, openInventory, type InventoryLocation } from './inventory.js';
-import { commonNameOf, directBuilder, InventoryMetrics, readInventorySnapshot, renderInventoryMetrics, renewalDueMs, startMetricsThread, type InventoryMetricsBuilder } from './metrics.js';
+import {
+  commonNameOf,
+  directBuilder,
+  INVENTORY_PARTS,
+  InventoryMetrics,
+  lazyBuilder,
+  readInventorySnapshot,
+  renderInventoryMetrics,
+  renewalDueMs,
+  startMetricsThread,
+  type InventoryMetricsBuilder,
+} from './metrics.js';
 import { recordFilesRun, recordNetworkRun } from './scan-runs.js';
 import type { InventoryStore } from './store.js';
 import { testCa, testLeaf } from './test-certs.js';
@@ -15,6 +26,7 @@ const DAY = 86_400_000;
 // Whole seconds: X.509 times have no milliseconds.
 const NOW = new Date(Math.floor(Date.now() / 1000) * 1000);
 const fp16 = (fp: string) => fp.slice(0, 16);
+const text = (parts: Array<Buffer | null>) => Buffer.concat(parts.filter((p): p is Buffer => p !== null)).toString('utf8');
 
 describe('inventory metrics', () => {
   let dir: string;
@@ -175,7 +187,7 @@ describe('inventory metrics', () => {
     const thread = await startMetricsThread({ inventory: where, options: { expiredRetentionDays: 30 } });
     const direct = directBuilder(() => openInventory(where), { expiredRetentionDays: 30 });
     try {
-      assert.equal((await thread.build(NOW)).toString(), (await direct.build(NOW)).toString());
+      assert.equal(text(await thread.build(NOW, true)), text(await direct.build(NOW, true)));
     } finally {
       await thread.close();
       await direct.close();
@@ -186,10 +198,12 @@ describe('inventory metrics', () => {
 describe('InventoryMetrics (the cache)', () => {
   function fakeBuilder() {
     const calls: Date[] = [];
+    const fulls: boolean[] = [];
     let fail = false;
     let release: (() => void) | null = null;
-    const b: InventoryMetricsBuilder & { calls: Date[]; fail(v: boolean): void; hold(): () => void } = {
+    const b: InventoryMetricsBuilder & { calls: Date[]; fulls: boolean[]; fail(v: boolean): void; hold(): () => void } = {
       calls,
+      fulls,
       fail: (v) => void (fail = v),
       hold: () => {
         let r!: () => void;
@@ -198,11 +212,14 @@ describe('InventoryMetrics (the cache)', () => {
         held = p;
         return r;
       },
-      async build(now) {
+      async build(now, full) {
         calls.push(now);
+        fulls.push(full);
         await held;
         if (fail) throw new Error('the database is gone');
-        return Buffer.from(`# HELP inv_test t\n# TYPE inv_test gauge\ninv_test ${calls.length}\n`);
+        // The first part only; the others as a real builder sends them when nothing changed.
+        const first = Buffer.from(`# HELP inv_test t\n# TYPE inv_test gauge\ninv_test ${calls.length}\n`);
+        return [first, ...Array.from({ length: INVENTORY_PARTS - 1 }, () => (full ? Buffer.from(`# part ${calls.length}\n`) : null))];
       },
       async close() {},
     };
@@ -220,18 +237,18 @@ describe('InventoryMetrics (the cache)', () => {
     release();
     const [x, y, z] = await both;
     assert.equal(b.calls.length, 1);
-    assert.equal(x.toString(), y.toString());
-    assert.equal(y.toString(), z.toString());
+    assert.equal(text(x), text(y));
+    assert.equal(text(y), text(z));
     clock.advance(29_000);
     await m.render();
     assert.equal(b.calls.length, 1, 'still cached');
     clock.advance(2_000);
     // Expired: the last answer at once, and a new build in the background for the next scrapes.
-    const stale = parseExposition((await m.render()).toString());
+    const stale = parseExposition(text(await m.render()));
     assert.equal(stale.value('inv_test'), 1);
     assert.equal(b.calls.length, 2);
     await new Promise((r) => setTimeout(r, 10));
-    const again = parseExposition((await m.render()).toString());
+    const again = parseExposition(text(await m.render()));
     assert.equal(b.calls.length, 2);
     assert.equal(again.value('inv_test'), 2);
     assert.equal(again.value('anvil_inventory_metrics_up'), 1);
@@ -247,17 +264,20 @@ describe('InventoryMetrics (the cache)', () => {
     clock.advance(31_000);
     b.fail(true);
     // The stale answer at once; its background build fails; the next scrape waits for a new try.
-    assert.equal(parseExposition((await m.render()).toString()).value('anvil_inventory_metrics_up'), 1);
+    assert.equal(parseExposition(text(await m.render())).value('anvil_inventory_metrics_up'), 1);
     await new Promise((r) => setTimeout(r, 10));
-    const failed = parseExposition((await m.render()).toString());
+    const failed = parseExposition(text(await m.render()));
     assert.equal(failed.value('anvil_inventory_metrics_up'), 0);
     assert.equal(failed.value('inv_test'), 1, 'the last good body');
     assert.equal(failed.value('anvil_inventory_metrics_generated_timestamp_seconds'), NOW.getTime() / 1000);
     assert.equal(errors.length, 2);
     b.fail(false);
-    const ok = parseExposition((await m.render()).toString());
+    const ok = parseExposition(text(await m.render()));
     assert.equal(b.calls.length, 4, 'tried again at once, not after cacheSeconds');
     assert.equal(ok.value('anvil_inventory_metrics_up'), 1);
+    // The first build and the one after a failure ask for every part; the others only for changes.
+    assert.deepEqual(b.fulls, [true, false, true, true]);
+    assert.match(text(await m.render()), /# part 4\n/);
   });
 });
 

@@ -22,28 +22,54 @@ export function spawnInventoryWorker(name: string, data: unknown): Worker {
 
 /**
  * Starts a periodic worker whose messages are reports for `onReport` (a worker error becomes an
- * `{type: 'error'}` report). `stop()` asks it to finish the run in progress and waits, for 10 s at
- * most, then ends it.
+ * `{type: 'error'}` report). A worker that ends by itself (an uncaught error, out of memory) is
+ * reported and started again after a pause that doubles from `restartMs` up to 5 minutes (back to
+ * `restartMs` once one has run for 10 minutes). `stop()` asks it to finish the run in progress and
+ * waits, for 10 s at most, then ends it.
  */
-export function startInventoryThread<R>(name: string, data: unknown, onReport: (r: R | { type: 'error'; message: string }) => void): { stop(): Promise<void> } {
-  const worker = spawnInventoryWorker(name, data);
-  let exited = false;
-  const exit = new Promise<void>((resolve) =>
-    worker.once('exit', () => {
-      exited = true;
-      resolve();
-    }),
-  );
-  worker.on('message', (m: R) => onReport(m));
-  worker.on('error', (e) => onReport({ type: 'error', message: e.message }));
-  worker.unref();
+export function startInventoryThread<R>(
+  name: string,
+  data: unknown,
+  onReport: (r: R | { type: 'error'; message: string }) => void,
+  restartMs = 5_000,
+): { stop(): Promise<void> } {
+  let stopping = false;
+  let pause = restartMs;
+  let timer: NodeJS.Timeout | null = null;
+  let current: { worker: Worker; exit: Promise<void>; exited: boolean } | null = null;
+  const start = () => {
+    timer = null;
+    const worker = spawnInventoryWorker(name, data);
+    const began = Date.now();
+    const me = { worker, exited: false, exit: Promise.resolve() };
+    me.exit = new Promise<void>((resolve) =>
+      worker.once('exit', (code) => {
+        me.exited = true;
+        resolve();
+        if (stopping) return;
+        if (Date.now() - began > 600_000) pause = restartMs;
+        onReport({ type: 'error', message: `the ${name} thread stopped (exit code ${code}); it is started again in ${Math.round(pause / 1000)} s` });
+        timer = setTimeout(start, pause);
+        timer.unref();
+        pause = Math.min(pause * 2, 300_000);
+      }),
+    );
+    worker.on('message', (m: R) => onReport(m));
+    worker.on('error', (e) => onReport({ type: 'error', message: e.message }));
+    worker.unref();
+    current = me;
+  };
+  start();
   return {
     async stop() {
-      if (exited) return;
-      worker.postMessage('stop');
-      const timer = setTimeout(() => void worker.terminate(), 10_000);
-      await exit;
-      clearTimeout(timer);
+      stopping = true;
+      if (timer) clearTimeout(timer);
+      const c = current;
+      if (!c || c.exited) return;
+      c.worker.postMessage('stop');
+      const t = setTimeout(() => void c.worker.terminate(), 10_000);
+      await c.exit;
+      clearTimeout(t);
     },
   };
 }

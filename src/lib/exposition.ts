@@ -8,6 +8,8 @@
  * (label values are UTF-8).
  */
 
+import { createHash } from 'node:crypto';
+
 export const EXPOSITION_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 const NEEDS_ESCAPE = /[\\"\n]/;
@@ -15,6 +17,23 @@ const NEEDS_ESCAPE = /[\\"\n]/;
 export function escapeLabelValue(v: string): string {
   if (!NEEDS_ESCAPE.test(v)) return v;
   return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+/** The longest label value written from outside data (names, paths), in UTF-16 code units. */
+export const MAX_LABEL_VALUE = 256;
+
+/**
+ * A label value from outside data (a certificate's names, a file path), cut to `max` code units:
+ * the start, an ellipsis and 8 hex digits of the whole value's SHA-256, so that two long values
+ * that share their start stay two series. Prometheus servers may refuse a whole scrape over one
+ * value longer than their `label_value_length_limit`.
+ */
+export function boundedLabelValue(v: string, max = MAX_LABEL_VALUE): string {
+  if (v.length <= max) return v;
+  let head = v.slice(0, max - 10);
+  // Never half a surrogate pair.
+  if (/[\ud800-\udbff]$/.test(head)) head = head.slice(0, -1);
+  return `${head}\u2026${createHash('sha256').update(v).digest('hex').slice(0, 8)}`;
 }
 
 export function escapeHelp(v: string): string {

@@ -84,7 +84,7 @@ export async function startInventorySync(config: ServerConfig, log: Logger): Pro
   const sync = await startSyncThread(
     { store: storeConfigOf(config), inventory: inventoryLocationOf(config.storage, path.resolve(config.dataDir)), intervalMs: config.inventory.syncSeconds * 1000 },
     (r) => {
-      if (r.type === 'error') log.warn({ error: r.message }, 'inventory sync failed; it is tried again at the next interval');
+      if (r.type === 'error') log.warn({ error: r.message }, 'inventory sync failed');
       else if (r.result?.failed) log.warn({ ...r.result }, 'inventory sync: some certificates of the CA could not be read; they are left out of the inventory');
       else log.debug({ ...r.result }, 'inventory synced from the CA');
     },
@@ -120,8 +120,10 @@ export async function startRevocationChecks(config: ServerConfig, log: Logger): 
       },
     },
     (r) => {
-      if (r.type === 'error') log.warn({ error: r.message }, 'inventory revocation checks failed; they are tried again at the next interval');
-      else if (r.summary.revoked || r.summary.unknown) log.info({ ...r.summary }, 'inventory revocation checks: revoked certificates found, or statuses that could not be determined');
+      if (r.type === 'error') log.warn({ error: r.message }, 'inventory revocation checks failed');
+      else if (r.summary.revoked || r.summary.released || r.summary.unknown || r.summary.errors.inconsistent) {
+        log.info({ ...r.summary }, 'inventory revocation checks: revocations found, holds lifted, answers that contradict a recorded revocation, or statuses that could not be determined');
+      }
       else log.debug({ ...r.summary }, 'inventory revocation checks done');
     },
   );

@@ -38,7 +38,8 @@ export async function readBearerToken(config: ServerConfig): Promise<string | nu
 async function inventoryMetricsOf(config: ServerConfig, log: Logger, clock: Clock) {
   if (!config.metrics.inventory) return null;
   const [{ InventoryMetrics, lazyBuilder, startMetricsThread }, { inventoryLocationOf }] = await Promise.all([import('../inventory/metrics.js'), import('../inventory/inventory.js')]);
-  // The thread starts at the first scrape: a server nobody scrapes pays nothing for it.
+  // The thread starts at the first build: warm() at start-up where the inventory part is served
+  // (a bearer token or metrics.listen), else never (a server that shows no inventory pays nothing).
   const builder = lazyBuilder(() =>
     startMetricsThread({
       inventory: inventoryLocationOf(config.storage, path.resolve(config.dataDir)),
@@ -79,6 +80,8 @@ export async function serverMetrics(config: ServerConfig, deps: { logger: Logger
   // the ACME listener, which clients reach, only to scrapes with the bearer token; metrics.listen
   // (an address of the operator's choosing) always shows it.
   const onAcmeListener = token !== null;
+  // The first build of a large inventory takes seconds: done now, not by the first scrape.
+  if (inventory && (onAcmeListener || config.metrics.listen)) inventory.warm();
   const source = worker ? workerExposition(acme, { inventory: onAcmeListener }) : localExposition(acme, onAcmeListener ? inventory : null);
   const listenerSource = worker ? source : localExposition(acme, inventory);
   let listener: { close(): Promise<void> } | null = null;
@@ -100,6 +103,7 @@ export async function startPrimaryMetrics(config: ServerConfig, log: Logger, clo
   if (!config.metrics.enabled) return null;
   const token = await readBearerToken(config);
   const inventory = await inventoryMetricsOf(config, log, clock);
+  if (inventory && (token !== null || config.metrics.listen)) inventory.warm();
   const primary = primaryExposition(inventory);
   const listener = await listenerOf(config, token, () => primary.source(true), log);
   return {

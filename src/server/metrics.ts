@@ -196,14 +196,17 @@ export class AcmeMetrics implements AuthorityObserver {
   }
 }
 
-/** What /metrics serves: the whole exposition, as UTF-8. */
-export type ExpositionSource = () => Promise<Buffer>;
+/**
+ * What /metrics serves: the whole exposition, as UTF-8, in pieces sent one after another (the
+ * inventory's parts are kept once and never copied into one buffer).
+ */
+export type ExpositionSource = () => Promise<Buffer[]>;
 
 /** One process: its ACME metrics, then the inventory's (if any). */
-export function localExposition(acme: AcmeMetrics, inventory: { render(): Promise<Buffer> } | null): ExpositionSource {
+export function localExposition(acme: AcmeMetrics, inventory: { render(): Promise<Buffer[]> } | null): ExpositionSource {
   return async () => {
-    const [a, i] = await Promise.all([acme.text(), inventory ? inventory.render() : Promise.resolve(null)]);
-    return i ? Buffer.concat([Buffer.from(a, 'utf8'), i]) : Buffer.from(a, 'utf8');
+    const [a, i] = await Promise.all([acme.text(), inventory ? inventory.render() : Promise.resolve([])]);
+    return [Buffer.from(a, 'utf8'), ...i];
   };
 }
 
@@ -242,7 +245,7 @@ export function workerExposition(acme: AcmeMetrics, opts: { inventory: boolean }
     waiting.delete(a.id);
   });
   return () =>
-    new Promise<Buffer>((resolve, reject) => {
+    new Promise<Buffer[]>((resolve, reject) => {
       const id = next++;
       const timer = setTimeout(() => {
         waiting.delete(id);
@@ -251,7 +254,7 @@ export function workerExposition(acme: AcmeMetrics, opts: { inventory: boolean }
       waiting.set(id, (a) => {
         clearTimeout(timer);
         if (a.error !== undefined || a.text === undefined) reject(new Error(a.error ?? 'no metrics'));
-        else resolve(Buffer.from(a.text, 'utf8'));
+        else resolve([Buffer.from(a.text, 'utf8')]);
       });
       process.send?.({ type: 'anvil-metrics-request', id, inventory: opts.inventory } satisfies ExpositionRequest);
     });
@@ -264,18 +267,17 @@ export function workerExposition(acme: AcmeMetrics, opts: { inventory: boolean }
  * process metrics of its own (their names would clash with the workers' sums). Workers' requests
  * for the exposition (workerExposition) are answered. stop() detaches the answering.
  */
-export function primaryExposition(inventory: { render(): Promise<Buffer> } | null): { source: (withInventory: boolean) => Promise<Buffer>; stop(): void } {
+export function primaryExposition(inventory: { render(): Promise<Buffer[]> } | null): { source: (withInventory: boolean) => Promise<Buffer[]>; stop(): void } {
   const aggregator = new AggregatorRegistry();
-  const source = async (withInventory: boolean): Promise<Buffer> => {
-    const [workers, inv] = await Promise.all([aggregator.clusterMetrics(), inventory && withInventory ? inventory.render() : Promise.resolve(null)]);
-    const a = Buffer.from(workers.endsWith('\n') || workers === '' ? workers : `${workers}\n`, 'utf8');
-    return inv ? Buffer.concat([a, inv]) : a;
+  const source = async (withInventory: boolean): Promise<Buffer[]> => {
+    const [workers, inv] = await Promise.all([aggregator.clusterMetrics(), inventory && withInventory ? inventory.render() : Promise.resolve([])]);
+    return [Buffer.from(workers.endsWith('\n') || workers === '' ? workers : `${workers}\n`, 'utf8'), ...inv];
   };
   const onMessage = (worker: import('node:cluster').Worker, m: unknown) => {
     const r = m as ExpositionRequest;
     if (r?.type !== 'anvil-metrics-request') return;
     source(r.inventory === true).then(
-      (b) => worker.isConnected() && worker.send({ type: 'anvil-metrics-answer', id: r.id, text: b.toString('utf8') } satisfies ExpositionAnswer),
+      (b) => worker.isConnected() && worker.send({ type: 'anvil-metrics-answer', id: r.id, text: b.map((x) => x.toString('utf8')).join('') } satisfies ExpositionAnswer),
       (e: unknown) => worker.isConnected() && worker.send({ type: 'anvil-metrics-answer', id: r.id, error: (e as Error).message } satisfies ExpositionAnswer),
     );
   };

@@ -381,6 +381,38 @@ export const INVENTORY_MIGRATIONS: readonly Migration[] = [
         .execute();
     },
   },
+  {
+    version: 3,
+    name: 'change stamps on certificates and installations',
+    async up(db) {
+      // Every write of a certificate or an installation stamps the row's `changed`, so that a
+      // reader that keeps the inventory in memory (the metrics build, src/inventory/metrics.ts)
+      // reads only what changed since its last read. Triggers, not the writers, so that no write
+      // path can forget it. SQLite has one writer at a time: the stamp is the table's largest plus
+      // one, so stamps grow in commit order. PostgreSQL has concurrent writers: the stamp is the
+      // writing transaction's id, and a reader takes everything from the oldest transaction still
+      // running at its last read (txid_snapshot_xmin) on.
+      const pg = db.getExecutor().adapter instanceof PostgresAdapter;
+      for (const table of ['inv_certificates', 'inv_installations'] as const) {
+        await db.schema.alterTable(table).addColumn('changed', 'bigint', (c) => c.notNull().defaultTo(0)).execute();
+        await db.schema.createIndex(`${table}_changed`).on(table).column('changed').execute();
+      }
+      if (pg) {
+        await sql`CREATE FUNCTION inv_stamp_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.changed := txid_current(); RETURN NEW; END $$`.execute(db);
+        for (const table of ['inv_certificates', 'inv_installations']) {
+          await sql`CREATE TRIGGER ${sql.raw(`${table}_stamp`)} BEFORE INSERT OR UPDATE ON ${sql.table(table)} FOR EACH ROW EXECUTE FUNCTION inv_stamp_changed()`.execute(db);
+        }
+        return;
+      }
+      for (const table of ['inv_certificates', 'inv_installations']) {
+        const t = sql.table(table);
+        // The stamp's own update does not fire the update trigger again (recursive triggers are
+        // off in SQLite by default, and WHEN skips a write that set `changed` itself).
+        await sql`CREATE TRIGGER ${sql.raw(`${table}_stamp_insert`)} AFTER INSERT ON ${t} BEGIN UPDATE ${t} SET changed = (SELECT max(changed) FROM ${t}) + 1 WHERE rowid = NEW.rowid; END`.execute(db);
+        await sql`CREATE TRIGGER ${sql.raw(`${table}_stamp_update`)} AFTER UPDATE ON ${t} WHEN NEW.changed = OLD.changed BEGIN UPDATE ${t} SET changed = (SELECT max(changed) FROM ${t}) + 1 WHERE rowid = NEW.rowid; END`.execute(db);
+      }
+    },
+  },
 ];
 
 /** Where a chain of migrations records what it applied. */

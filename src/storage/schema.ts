@@ -186,6 +186,8 @@ export interface InvCertificatesTable {
   revocation_source?: string | null;
   /** Why the last look could not tell (no responder, unreachable, bad signature). */
   revocation_error?: string | null;
+  /** Change stamp, set by a trigger on every write (inventory migration 3); never written by code. */
+  changed?: number;
 }
 
 /** A place a certificate is deployed: an endpoint (host:port and SNI name), a file, a lineage. */
@@ -205,6 +207,8 @@ export interface InvInstallationsTable {
   first_seen: number;
   last_seen: number;
   last_checked: number;
+  /** Change stamp, set by a trigger on every write (inventory migration 3); never written by code. */
+  changed?: number;
 }
 
 export interface InvEventsTable {

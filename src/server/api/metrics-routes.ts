@@ -5,6 +5,7 @@
  * anything else is 401. The body comes from an ExpositionSource (src/server/metrics.ts).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { EXPOSITION_CONTENT_TYPE } from '../../lib/exposition.js';
 import type { Logger } from '../../lib/logger.js';
@@ -32,14 +33,18 @@ export async function registerMetricsRoute(app: FastifyInstance, o: MetricsRoute
     if (o.bearerToken !== null && !bearerMatches(req.headers.authorization, o.bearerToken)) {
       return reply.code(401).header('WWW-Authenticate', 'Bearer realm="anvil metrics"').type('text/plain; charset=utf-8').send('a bearer token is needed (metrics.bearerTokenFile)\n');
     }
-    let body: Buffer;
+    let body: Buffer[];
     try {
       body = await o.source();
     } catch (e) {
       o.logger.warn({ err: e }, 'metrics could not be collected');
       return reply.code(503).type('text/plain; charset=utf-8').send('metrics could not be collected; see the server log\n');
     }
-    return reply.code(200).header('Content-Type', EXPOSITION_CONTENT_TYPE).send(body);
+    reply.code(200).header('Content-Type', EXPOSITION_CONTENT_TYPE);
+    if (body.length === 1) return reply.send(body[0]);
+    // The pieces one after another, as they are (the inventory's may be many megabytes each).
+    reply.header('Content-Length', body.reduce((n, b) => n + b.length, 0));
+    return reply.send(Readable.from(body, { objectMode: false }));
   });
 }
 
