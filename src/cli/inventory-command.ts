@@ -503,6 +503,8 @@ at the next run); 2 usage or configuration (no channels, a secret file that cann
         }
         for (const x of report.dropped) lines.push(`dropped ${x.id} (${x.key}) for ${x.channels.join(', ')}: ${x.why}`);
         if (!o.dryRun && report.pending) lines.push(`${report.pending} notification(s) still to deliver: sent at the next run`);
+        // Owed to channels of another config (a server's, a replica's): this run neither sends nor drops them.
+        for (const x of report.otherChannels) lines.push(`${x.pending} notification(s) owed to ${x.channel}, a channel this config does not have: left to the evaluators that have it`);
         process.stdout.write(`${lines.map((l) => printable(l)).join('\n')}\n`);
       } finally {
         for (const c of channels) await c.close().catch(() => {});

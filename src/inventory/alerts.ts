@@ -338,7 +338,7 @@ export interface AlertRunReport {
   deliveries: DeliveryReport[];
   /** Dry run: what each channel would receive now. */
   plan?: Array<{ channel: string; notifications: AlertNotification[] }>;
-  /** Notifications still owed to a channel after the run (tried again at the next run that has the channel). */
+  /** Notifications still owed to one of this evaluator's channels after the run (tried again at its next run). */
   pending: number;
   /**
    * Channels this evaluator does not have that notifications are still owed to, with how many:
@@ -432,7 +432,9 @@ export class AlertEngine {
       return report;
     }
     await this.#deliver(rows, now, runId, sendUntil, report);
-    report.pending = [...rows.values()].reduce((n, r) => n + r.detail.pending.filter((p) => p.channels.length).length, 0);
+    // Owed to one of this evaluator's channels (the rest are in otherChannels).
+    const mine = new Set(this.#o.channels.map((c) => c.name));
+    report.pending = [...rows.values()].reduce((n, r) => n + r.detail.pending.filter((p) => p.channels.some((c) => mine.has(c))).length, 0);
     report.otherChannels = this.#otherChannels(rows);
     // Resolved alerts go after KEEP_RESOLVED_MS (whatever they still owed was dropped after MAX_PENDING_MS).
     await this.#db.deleteFrom('inv_alerts').where('resolved_at', '<', now.getTime() - KEEP_RESOLVED_MS).execute();
