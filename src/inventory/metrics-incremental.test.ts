@@ -104,6 +104,9 @@ for (const [name, location] of [
           now = new Date(T0.getTime() + d * DAY);
           await check(`day ${d}`);
         }
+        // The clock stepped back: nothing assessed for a later instant is kept.
+        now = new Date(T0.getTime() + 50 * DAY);
+        await check('the clock stepped back');
       } finally {
         await inc.close();
         await store.close();
@@ -126,6 +129,16 @@ for (const [name, location] of [
         const got = await inc.build(T0);
         assert.equal(got.text, await fromScratch(store, T0));
         assert.equal(parseExposition(got.text).find('anvil_certificate_not_after_timestamp_seconds').length, 1);
+        // One deleted and one added (the same count), then every one deleted: no series of a deleted one stays.
+        const c = await testLeaf({ ca, names: ['c.example.test'] });
+        await store.db.deleteFrom('inv_certificates').execute();
+        await store.recordCertificate(c.der, 'import', T0);
+        assert.equal((await inc.build(T0)).text, await fromScratch(store, T0));
+        await store.db.deleteFrom('inv_events').execute();
+        await store.db.deleteFrom('inv_certificates').execute();
+        const none = await inc.build(T0);
+        assert.equal(none.text, await fromScratch(store, T0));
+        assert.equal(parseExposition(none.text).find('anvil_certificate_info').length, 0);
       } finally {
         await inc.close();
         await store.close();
@@ -202,6 +215,29 @@ describe('inventory metrics labels', () => {
 });
 
 describe('inventory metrics thread', () => {
+  test('through the thread, a build with nothing changed sends no part; a new thread sends every part even when not asked to', async () => {
+    const where = await sqlite();
+    const store = await openInventory(where);
+    try {
+      const ca = await testCa('Thread CA');
+      await store.recordCertificate((await testLeaf({ ca, names: ['t.example.test'] })).der, 'import', T0);
+    } finally {
+      await store.close();
+    }
+    const thread = await startMetricsThread({ inventory: where, options: OPTS });
+    const fresh = await startMetricsThread({ inventory: where, options: OPTS });
+    try {
+      const first = await thread.build(T0, true);
+      assert.ok(first.every((p) => p !== null));
+      assert.deepEqual(await thread.build(T0, false), Array(INVENTORY_PARTS).fill(null));
+      const unasked = await fresh.build(T0, false);
+      assert.equal(Buffer.concat(unasked.map((p) => p ?? Buffer.alloc(0))).toString(), Buffer.concat(first as Buffer[]).toString());
+    } finally {
+      await thread.close();
+      await fresh.close();
+    }
+  });
+
   test('a build past its deadline ends the thread; the next build starts a new one', async () => {
     const where = await sqlite();
     const store = await openInventory(where);

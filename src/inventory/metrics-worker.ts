@@ -19,7 +19,16 @@ port.on('message', (m: MetricsThreadRequest | 'stop') => {
     return;
   }
   builder.build(new Date(m.now), m.full).then(
-    (parts) => {
+    (built) => {
+      // The server keeps what it is given until the next build: a part whose buffer has much room
+      // left over goes as a copy of its exact size.
+      const parts = built.map((p) => {
+        if (p === null || p.buffer.byteLength <= p.length * 1.1) return p;
+        // Never from Node's shared pool: it is transferred.
+        const exact = Buffer.allocUnsafeSlow(p.length);
+        p.copy(exact);
+        return exact;
+      });
       // Each part is a writer's buffer: its own ArrayBuffer (never Node's pool), starting at offset 0.
       const answer: MetricsThreadAnswer = { id: m.id, ok: true, parts: parts.map((p) => (p === null ? null : { bytes: p.buffer as ArrayBuffer, length: p.length })) };
       port.postMessage(answer, [...new Set(parts.flatMap((p) => (p === null ? [] : [p.buffer as ArrayBuffer])))]);

@@ -91,22 +91,22 @@ export async function readInventorySnapshot(db: Kysely<Schema>): Promise<Invento
 
 /**
  * Where the last read of the inventory stopped, per table: rows stamped (`changed`, inventory
- * migration 3) from these on are read again. SQLite: the table's largest stamp read plus one.
+ * migration 3) from these on are read again. SQLite: the largest stamp read in the table plus one
+ * (stamps come from one counter).
  * PostgreSQL: the oldest transaction still running when the last read took its snapshot, since a
  * transaction that started before it may commit after it.
  */
 export interface ChangeCursor {
   certificates: number;
   installations: number;
+  /** inv_changes.deletions at the last read: a reader that finds another number reads everything again. */
+  deletions: number;
 }
 
 export interface InventoryChanges {
   /** Certificates and places written since the cursor (every one when the cursor is null). */
   certificates: CertRow[];
   installations: InstallationRow[];
-  /** How many of each the inventory holds now: a reader whose count differs (rows were deleted) reads everything again. */
-  certificateCount: number;
-  installationCount: number;
   stats: EventStats;
   cursor: ChangeCursor;
 }
@@ -117,6 +117,7 @@ export async function readInventoryChanges(db: Kysely<Schema>, cursor: ChangeCur
   const read = async (tx: Kysely<Schema>): Promise<InventoryChanges> => {
     // PostgreSQL: the snapshot's oldest running transaction, from the statement that takes the snapshot.
     const xmin = pg ? Number((await sql<{ x: string }>`select txid_snapshot_xmin(txid_current_snapshot())::text as x`.execute(tx)).rows[0]!.x) : 0;
+    const deletions = num((await tx.selectFrom('inv_changes').select('deletions').where('id', '=', 1).executeTakeFirst())?.deletions);
     let cq = tx.selectFrom('inv_certificates').select([...CERT_COLUMNS, 'changed']);
     let iq = tx.selectFrom('inv_installations').select([...INSTALLATION_COLUMNS, 'changed']);
     if (cursor) {
@@ -128,10 +129,6 @@ export async function readInventoryChanges(db: Kysely<Schema>, cursor: ChangeCur
     // then sorts in one pass.
     const certificates = await (cursor ? cq : cq.orderBy('not_after').orderBy('fingerprint')).execute();
     const installations = await (cursor ? iq : iq.orderBy('kind').orderBy('location').orderBy('sni')).execute();
-    const count = async (table: 'inv_certificates' | 'inv_installations') =>
-      num((await tx.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirst())?.n);
-    const certificateCount = cursor ? await count('inv_certificates') : certificates.length;
-    const installationCount = cursor ? await count('inv_installations') : installations.length;
     const next = (rows: Array<{ changed?: number }>, from: number) => {
       if (pg) return xmin;
       for (const r of rows) from = Math.max(from, num(r.changed) + 1);
@@ -141,10 +138,8 @@ export async function readInventoryChanges(db: Kysely<Schema>, cursor: ChangeCur
     return {
       certificates: strip(certificates) satisfies CertRow[],
       installations: strip(installations) satisfies InstallationRow[],
-      certificateCount,
-      installationCount,
       stats: await readEventStats(tx),
-      cursor: { certificates: next(certificates, cursor?.certificates ?? 0), installations: next(installations, cursor?.installations ?? 0) },
+      cursor: { certificates: next(certificates, cursor?.certificates ?? 0), installations: next(installations, cursor?.installations ?? 0), deletions },
     };
   };
   return pg ? db.transaction().setIsolationLevel('repeatable read').execute(read) : db.transaction().execute(read);
@@ -293,7 +288,8 @@ export class InventoryMetricsModel {
   #stats: EventStats = { renewed: 0, renewalFailed: 0, lineageFailures: new Map(), scans: [] };
   #cursor: ChangeCursor | null = null;
   /** What the last render sent, to tell which parts changed. */
-  #lastExported: CertEntry[] = [];
+  /** null: nothing rendered yet (since the start or a reset), so every part differs. */
+  #lastExported: CertEntry[] | null = null;
   #lastLevels: Health[] = [];
   #installationsDirty = true;
   #small: Array<Buffer | null> = PARTS.map(() => null);
@@ -302,6 +298,8 @@ export class InventoryMetricsModel {
   #changed = true;
   /** Before this instant no certificate's health or export changes by time alone. */
   #quietUntil = -Infinity;
+  /** The time of the last render. */
+  #lastTime = -Infinity;
 
   constructor(opts: InventoryMetricsOptions) {
     this.#opts = opts;
@@ -311,10 +309,8 @@ export class InventoryMetricsModel {
   /** Reads what changed since the last read (everything the first time, or when rows were deleted). */
   async refresh(db: Kysely<Schema>): Promise<void> {
     let ch = await readInventoryChanges(db, this.#cursor);
-    const certs = this.#certs.size + ch.certificates.filter((c) => !this.#certs.has(c.fingerprint)).length;
-    const places = this.#installations.size + ch.installations.filter((i) => !this.#installations.has(i.id)).length;
-    if (this.#cursor && (certs !== ch.certificateCount || places !== ch.installationCount)) {
-      // Rows went away (nothing deletes them today): start again from everything.
+    if (this.#cursor && ch.cursor.deletions !== this.#cursor.deletions) {
+      // Rows went away (nothing in Anvil deletes them today): start again from everything.
       this.reset();
       ch = await readInventoryChanges(db, null);
     }
@@ -330,7 +326,7 @@ export class InventoryMetricsModel {
     this.#newest = new Map();
     this.#prefixCount = new Map();
     this.#cursor = null;
-    this.#lastExported = [];
+    this.#lastExported = null;
     this.#lastLevels = [];
     this.#installationsDirty = true;
     this.#small = PARTS.map(() => null);
@@ -355,7 +351,10 @@ export class InventoryMetricsModel {
         const n = (this.#prefixCount.get(p) ?? 0) + 1;
         this.#prefixCount.set(p, n);
         // Astronomically rare: the first certificate to share its 16 digits takes the long label too.
-        if (n === 2) for (const [fp, e] of this.#certs) if (fp.startsWith(p)) this.#replace(e.row);
+        if (n === 2) {
+          for (const [fp, e] of this.#certs) if (fp.startsWith(p)) this.#replace(e.row);
+          this.#installationsDirty = true;
+        }
       }
       this.#replace(row);
       if (!row.names_key) continue;
@@ -427,7 +426,15 @@ export class InventoryMetricsModel {
     this.#order ??= [...this.#certs.values()].sort((a, b) => num(a.row.not_after) - num(b.row.not_after) || (a.row.fingerprint < b.row.fingerprint ? -1 : a.row.fingerprint > b.row.fingerprint ? 1 : 0));
     // Nothing read since the last render and no certificate's threshold or retention crossed:
     // the same certificates, healths and estate (a build of an idle inventory costs no loop).
-    if (!full && !this.#changed && t < this.#quietUntil && this.#estateHealth) return this.#renderParts(false, this.#lastExported, this.#lastLevels, this.#estateHealth);
+    // Time went back (the clock was stepped): what was assessed for a later instant is not kept.
+    if (t < this.#lastTime) {
+      for (const e of this.#certs.values()) e.health = null;
+      this.#quietUntil = -Infinity;
+    }
+    this.#lastTime = t;
+    if (!full && !this.#changed && t < this.#quietUntil && this.#estateHealth && this.#lastExported) {
+      return this.#renderParts(false, this.#lastExported, this.#lastLevels, this.#estateHealth);
+    }
     // Each certificate's health (kept until it may change), the estate, and which ones are exported.
     const exported: CertEntry[] = [];
     const levels: Health[] = [];
@@ -488,7 +495,8 @@ export class InventoryMetricsModel {
   /** The parts that differ from the last render's (every one when `full`). */
   #renderParts(full: boolean, exported: CertEntry[], levels: Health[], estate: EstateHealth): Array<Buffer | null> {
     const parts: Array<Buffer | null> = PARTS.map(() => null);
-    const sameSet = !full && exported.length === this.#lastExported.length && exported.every((e, k) => e === this.#lastExported[k]);
+    const last = this.#lastExported;
+    const sameSet = !full && last !== null && exported.length === last.length && exported.every((e, k) => e === last[k]);
     const sameLevels = sameSet && levels.every((l, k) => l === this.#lastLevels[k]);
     if (!sameSet) parts[0] = this.#timestamps(exported);
     if (!sameLevels) parts[1] = this.#info(exported, levels);
@@ -500,7 +508,8 @@ export class InventoryMetricsModel {
     ];
     for (const [k, b] of small) {
       if (full || !this.#small[k]?.equals(b)) parts[k] = b;
-      this.#small[k] = b;
+      // A copy: the part itself may be handed to (transferred to) another thread.
+      this.#small[k] = Buffer.from(b);
     }
     this.#lastExported = exported;
     this.#lastLevels = levels;
@@ -878,7 +887,9 @@ export class InventoryMetrics {
 
   async close(): Promise<void> {
     this.#closed = true;
-    await this.#building?.catch(() => {});
+    // The builder first: a build under way (the first one at start-up may take seconds) then ends
+    // with it instead of being waited for.
     await this.#deps.builder.close();
+    await this.#building?.catch(() => {});
   }
 }

@@ -37,9 +37,22 @@ export function startInventoryThread<R>(
   let pause = restartMs;
   let timer: NodeJS.Timeout | null = null;
   let current: { worker: Worker; exit: Promise<void>; exited: boolean } | null = null;
+  const again = () => {
+    timer = setTimeout(start, pause);
+    timer.unref();
+    pause = Math.min(pause * 2, 300_000);
+  };
   const start = () => {
     timer = null;
-    const worker = spawnInventoryWorker(name, data);
+    let worker: Worker;
+    try {
+      worker = spawnInventoryWorker(name, data);
+    } catch (e) {
+      // A thread that cannot start (its module gone after an upgrade in place): said, and tried again.
+      onReport({ type: 'error', message: `the ${name} thread could not start: ${(e as Error).message}; it is tried again in ${Math.round(pause / 1000)} s` });
+      again();
+      return;
+    }
     const began = Date.now();
     const me = { worker, exited: false, exit: Promise.resolve() };
     me.exit = new Promise<void>((resolve) =>
@@ -49,9 +62,7 @@ export function startInventoryThread<R>(
         if (stopping) return;
         if (Date.now() - began > 600_000) pause = restartMs;
         onReport({ type: 'error', message: `the ${name} thread stopped (exit code ${code}); it is started again in ${Math.round(pause / 1000)} s` });
-        timer = setTimeout(start, pause);
-        timer.unref();
-        pause = Math.min(pause * 2, 300_000);
+        again();
       }),
     );
     worker.on('message', (m: R) => onReport(m));

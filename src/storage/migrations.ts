@@ -383,33 +383,48 @@ export const INVENTORY_MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
-    name: 'change stamps on certificates and installations',
+    name: 'change stamps on certificates and installations; events by type',
     async up(db) {
-      // Every write of a certificate or an installation stamps the row's `changed`, so that a
-      // reader that keeps the inventory in memory (the metrics build, src/inventory/metrics.ts)
-      // reads only what changed since its last read. Triggers, not the writers, so that no write
-      // path can forget it. SQLite has one writer at a time: the stamp is the table's largest plus
-      // one, so stamps grow in commit order. PostgreSQL has concurrent writers: the stamp is the
-      // writing transaction's id, and a reader takes everything from the oldest transaction still
-      // running at its last read (txid_snapshot_xmin) on.
+      // Every write of a certificate or an installation stamps the row's `changed`, and every
+      // delete counts in inv_changes.deletions, so that a reader that keeps the inventory in memory
+      // (the metrics build, src/inventory/metrics.ts) reads only what changed since its last read,
+      // and reads everything again after a delete. Triggers, not the writers, so that no write path
+      // can forget it. SQLite has one writer at a time: the stamp is a counter in inv_changes, so
+      // stamps grow in commit order. PostgreSQL has concurrent writers: the stamp is the writing
+      // transaction's id, and a reader takes everything from the oldest transaction still running
+      // at its last read (txid_snapshot_xmin) on.
       const pg = db.getExecutor().adapter instanceof PostgresAdapter;
+      await db.schema
+        .createTable('inv_changes')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('stamp', 'bigint', (c) => c.notNull())
+        .addColumn('deletions', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.insertInto('inv_changes').values({ id: 1, stamp: 0, deletions: 0 }).execute();
       for (const table of ['inv_certificates', 'inv_installations'] as const) {
         await db.schema.alterTable(table).addColumn('changed', 'bigint', (c) => c.notNull().defaultTo(0)).execute();
         await db.schema.createIndex(`${table}_changed`).on(table).column('changed').execute();
       }
+      // The metrics count renewal events by type at every build.
+      await db.schema.createIndex('inv_events_type').on('inv_events').columns(['type', 'installation_id']).execute();
       if (pg) {
         await sql`CREATE FUNCTION inv_stamp_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.changed := txid_current(); RETURN NEW; END $$`.execute(db);
+        await sql`CREATE FUNCTION inv_count_deletion() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE inv_changes SET deletions = deletions + 1 WHERE id = 1; RETURN NULL; END $$`.execute(db);
         for (const table of ['inv_certificates', 'inv_installations']) {
-          await sql`CREATE TRIGGER ${sql.raw(`${table}_stamp`)} BEFORE INSERT OR UPDATE ON ${sql.table(table)} FOR EACH ROW EXECUTE FUNCTION inv_stamp_changed()`.execute(db);
+          const t = sql.table(table);
+          await sql`CREATE TRIGGER ${sql.raw(`${table}_stamp`)} BEFORE INSERT OR UPDATE ON ${t} FOR EACH ROW EXECUTE FUNCTION inv_stamp_changed()`.execute(db);
+          await sql`CREATE TRIGGER ${sql.raw(`${table}_deletions`)} AFTER DELETE OR TRUNCATE ON ${t} FOR EACH STATEMENT EXECUTE FUNCTION inv_count_deletion()`.execute(db);
         }
         return;
       }
       for (const table of ['inv_certificates', 'inv_installations']) {
         const t = sql.table(table);
+        const stamp = sql`UPDATE inv_changes SET stamp = stamp + 1 WHERE id = 1; UPDATE ${t} SET changed = (SELECT stamp FROM inv_changes WHERE id = 1) WHERE rowid = NEW.rowid;`;
         // The stamp's own update does not fire the update trigger again (recursive triggers are
         // off in SQLite by default, and WHEN skips a write that set `changed` itself).
-        await sql`CREATE TRIGGER ${sql.raw(`${table}_stamp_insert`)} AFTER INSERT ON ${t} BEGIN UPDATE ${t} SET changed = (SELECT max(changed) FROM ${t}) + 1 WHERE rowid = NEW.rowid; END`.execute(db);
-        await sql`CREATE TRIGGER ${sql.raw(`${table}_stamp_update`)} AFTER UPDATE ON ${t} WHEN NEW.changed = OLD.changed BEGIN UPDATE ${t} SET changed = (SELECT max(changed) FROM ${t}) + 1 WHERE rowid = NEW.rowid; END`.execute(db);
+        await sql`CREATE TRIGGER ${sql.raw(`${table}_stamp_insert`)} AFTER INSERT ON ${t} BEGIN ${stamp} END`.execute(db);
+        await sql`CREATE TRIGGER ${sql.raw(`${table}_stamp_update`)} AFTER UPDATE ON ${t} WHEN NEW.changed = OLD.changed BEGIN ${stamp} END`.execute(db);
+        await sql`CREATE TRIGGER ${sql.raw(`${table}_deletions`)} AFTER DELETE ON ${t} BEGIN UPDATE inv_changes SET deletions = deletions + 1 WHERE id = 1; END`.execute(db);
       }
     },
   },

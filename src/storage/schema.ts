@@ -190,6 +190,13 @@ export interface InvCertificatesTable {
   changed?: number;
 }
 
+/** One row (id 1): the SQLite change stamp counter, and how many deletes the two tables have seen (inventory migration 3). */
+export interface InvChangesTable {
+  id: number;
+  stamp: number;
+  deletions: number;
+}
+
 /** A place a certificate is deployed: an endpoint (host:port and SNI name), a file, a lineage. */
 export interface InvInstallationsTable {
   id: string;
@@ -307,6 +314,7 @@ export interface Database {
   dns_schema_migrations: SchemaMigrationsTable;
   inv_certificates: InvCertificatesTable;
   inv_installations: InvInstallationsTable;
+  inv_changes: InvChangesTable;
   inv_events: InvEventsTable;
   inv_sources: InvSourcesTable;
   inv_scans: InvScansTable;
