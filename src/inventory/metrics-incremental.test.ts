@@ -238,19 +238,27 @@ describe('inventory metrics thread', () => {
     }
   });
 
-  test('a build past its deadline ends the thread; the next build starts a new one', async () => {
+  test('a build past its deadline ends the thread; a build after a pause starts a new one', async () => {
     const where = await sqlite();
     const store = await openInventory(where);
     await store.close();
     let deadlineMs = 1;
     let starts = 0;
-    const b: InventoryMetricsBuilder = lazyBuilder(() => {
-      starts++;
-      return startMetricsThread({ inventory: where, options: OPTS }, deadlineMs);
-    });
+    let clock = 0;
+    const b: InventoryMetricsBuilder = lazyBuilder(
+      () => {
+        starts++;
+        return startMetricsThread({ inventory: where, options: OPTS }, deadlineMs);
+      },
+      () => clock,
+    );
     try {
       await assert.rejects(b.build(T0, true), /did not finish within/);
       deadlineMs = 60_000;
+      // A thread that ended right after it started is not started again at once.
+      await assert.rejects(b.build(T0, true), /a new one is started in 5 s/);
+      assert.equal(starts, 1);
+      clock += 5_000;
       const parts = await b.build(T0, true);
       assert.equal(parts.length, INVENTORY_PARTS);
       assert.equal(starts, 2);

@@ -759,15 +759,31 @@ export async function startMetricsThread(config: MetricsThreadConfig, deadlineMs
 }
 
 /**
- * A builder started on its first build (the server starts no metrics thread until the first
- * scrape), and started again when the one it has ended (its thread died or missed its deadline).
+ * A builder started on its first build, and started again when the one it has ended (its thread
+ * died or missed its deadline). A builder that ended soon after it started (a thread that dies at
+ * every start) is not started again at once: builds fail until a pause has passed, which doubles
+ * from 5 s up to 5 minutes (and starts from 5 s again once a builder lasted 10 minutes).
+ * `monotonicMs` is the clock of those pauses (tests).
  */
-export function lazyBuilder(start: () => Promise<InventoryMetricsBuilder>): InventoryMetricsBuilder {
+export function lazyBuilder(start: () => Promise<InventoryMetricsBuilder>, monotonicMs: () => number = () => performance.now()): InventoryMetricsBuilder {
   let started: Promise<InventoryMetricsBuilder> | null = null;
+  let startedAt = 0;
+  let pause = 5_000;
+  let notBefore = -Infinity;
   return {
     async build(now, full) {
       const current = await started?.catch(() => null);
-      if (current?.ended?.()) started = null;
+      if (current?.ended?.()) {
+        started = null;
+        const t = monotonicMs();
+        pause = t - startedAt > 600_000 ? 5_000 : pause;
+        notBefore = t + pause;
+        pause = Math.min(pause * 2, 300_000);
+      }
+      if (started === null && monotonicMs() < notBefore) {
+        throw new Error(`the inventory metrics thread ended; a new one is started in ${Math.ceil((notBefore - monotonicMs()) / 1000)} s`);
+      }
+      if (started === null) startedAt = monotonicMs();
       started ??= start().catch((e: unknown) => {
         started = null;
         throw e;
