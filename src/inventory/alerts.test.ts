@@ -516,6 +516,44 @@ function suite(name: string, where: () => Promise<InventoryLocation>, skip: stri
       assert.deepEqual([r.pending, r.otherChannels], [0, []]);
     });
 
+    test("a problem first found by an evaluator with only some of the channels is owed to the others' channels too", async () => {
+      ca ??= await testCa('Alerts Root');
+      const { store, loc } = await open();
+      const t = Date.UTC(2026, 6, 28);
+      const clock = new FakeClock(t);
+      const cert = async (name: string) => {
+        const leaf = await testLeaf({ ca, names: [name], hash: 'SHA-1', notBefore: new Date(t - DAY), notAfter: new Date(t + 200 * DAY) });
+        await store.recordCertificate(leaf.der, 'import', clock.now());
+      };
+      // The server (channels a and b) runs once: nothing to say yet, but its channels are known.
+      const a = new MemoryChannel('a');
+      const b = new MemoryChannel('b');
+      const server = engine(store, clock, [a, b]);
+      await server.run();
+      // A problem appears; a cron job whose config has only a finds it first.
+      await cert('first.cron.alerts.test');
+      const other = (await open(loc)).store;
+      const cronA = new MemoryChannel('a');
+      clock.advance(60_000);
+      let r = await engine(other, clock, [cronA]).run();
+      assert.equal(r.created.length, 1);
+      assert.deepEqual(r.deliveries.map((d) => [d.channel, d.ok, d.notifications]), [['a', true, 1]]);
+      assert.deepEqual(r.otherChannels, [{ channel: 'b', pending: 1 }]);
+      // The server's next run: b gets it (a does not get it twice).
+      clock.advance(60_000);
+      r = await server.run();
+      assert.deepEqual(r.deliveries.map((d) => [d.channel, d.ok, d.notifications]), [['b', true, 1]]);
+      assert.equal(b.all()[0]?.id, cronA.all()[0]?.id);
+      assert.equal(a.all().length, 0);
+      // A channel no evaluator had for MAX_PENDING_MS is no longer owed anything new.
+      clock.advance(MAX_PENDING_MS + 60_000);
+      await cert('second.cron.alerts.test');
+      r = await engine(other, clock, [cronA]).run();
+      assert.equal(r.created.length, 1);
+      assert.deepEqual(r.otherChannels, []);
+      assert.equal(r.pending, 0);
+    });
+
     test('a run that dies after claiming: the lease keeps others off, then runs out and the next run sends it', async () => {
       ca ??= await testCa('Alerts Root');
       const { store, loc } = await open();

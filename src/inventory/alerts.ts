@@ -398,6 +398,12 @@ export class AlertEngine {
     const { certificates } = await assess(this.#o.store, now, DEFAULT_THRESHOLDS, { withDer: false });
     const a = problemsOf(certificates, now, this.#o.config);
     const rows = await this.#load(now);
+    // Whom a notification made now is owed to: this evaluator's channels, and those other
+    // evaluators had within MAX_PENDING_MS (a cron job with only some of the channels must not
+    // leave the server's others without it).
+    const own = this.#o.channels.map((c) => c.name);
+    if (!dryRun) await this.#register(own, now);
+    const addressees = await this.#addressees(own, now);
     const report: AlertRunReport = { at: now.toISOString(), dryRun, problems: a.problems.size, open: 0, created: [], deliveries: [], pending: 0, otherChannels: [], dropped: [], conflicts: 0 };
 
     const keys = new Set([...a.problems.keys(), ...[...rows.values()].filter((r) => r.resolvedAt === null).map((r) => r.key)]);
@@ -408,7 +414,7 @@ export class AlertEngine {
       for (let attempt = 0; attempt < 5; attempt++) {
         const d = decide(row, problem, now, this.#o.config);
         if (!d) break;
-        const next = this.#transition(row, key, problem, d, a, now, dryRun ? null : runId);
+        const next = this.#transition(row, key, problem, d, a, now, dryRun ? null : runId, addressees);
         if (dryRun) {
           rows.set(key, next.row);
           if (next.created) report.created.push(createdOf(next.row, next.created));
@@ -455,10 +461,35 @@ export class AlertEngine {
     return r ? decodeRow(r) : null;
   }
 
-  /** The row after a decision, and the notification it adds (leased to `runId` when given). */
-  #transition(row: AlertRow | null, key: string, problem: Problem | null, d: Decision, a: Assessment, now: Date, runId: string | null): { row: AlertRow; created: PendingNotification | null } {
+  /** Records that this evaluator has these channels (now). */
+  async #register(names: string[], now: Date): Promise<void> {
+    for (const name of names) {
+      await this.#db
+        .insertInto('inv_alert_channels')
+        .values({ name, last_seen: now.getTime() })
+        .onConflict((oc) => oc.column('name').doUpdateSet({ last_seen: now.getTime() }))
+        .execute();
+    }
+  }
+
+  /** This evaluator's channels and those any evaluator had within MAX_PENDING_MS, sorted. */
+  async #addressees(own: string[], now: Date): Promise<string[]> {
+    const seen = await this.#db.selectFrom('inv_alert_channels').select('name').where('last_seen', '>', now.getTime() - MAX_PENDING_MS).execute();
+    return [...new Set([...own, ...seen.map((r) => r.name)])].sort();
+  }
+
+  /** The row after a decision, and the notification it adds (leased to `runId` when given), owed to `channels`. */
+  #transition(
+    row: AlertRow | null,
+    key: string,
+    problem: Problem | null,
+    d: Decision,
+    a: Assessment,
+    now: Date,
+    runId: string | null,
+    channels: string[],
+  ): { row: AlertRow; created: PendingNotification | null } {
     const t = now.getTime();
-    const channels = this.#o.channels.map((c) => c.name);
     const pending = (type: PendingNotification['type'], reason: ReminderReason | null, fields: Pick<PendingNotification, 'check' | 'severity' | 'stage' | 'message' | 'openedAt' | 'resolvedAt' | 'deployedAt'>): PendingNotification => ({
       id: randomUUID(),
       type,

@@ -428,6 +428,20 @@ export const INVENTORY_MIGRATIONS: readonly Migration[] = [
       }
     },
   },
+  {
+    version: 4,
+    name: 'the alert channels evaluators have',
+    async up(db) {
+      // Each alert evaluator (the server, a replica, a cron job) records the names of its channels
+      // at every run, so that a notification one of them makes is owed to the channels any of them
+      // has, not only to its own (src/inventory/alerts.ts).
+      await db.schema
+        .createTable('inv_alert_channels')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('last_seen', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+  },
 ];
 
 /** Where a chain of migrations records what it applied. */

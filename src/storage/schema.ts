@@ -190,6 +190,12 @@ export interface InvCertificatesTable {
   changed?: number;
 }
 
+/** A channel name an alert evaluator had at its last run (inventory migration 4). */
+export interface InvAlertChannelsTable {
+  name: string;
+  last_seen: number;
+}
+
 /** One row (id 1): the SQLite change stamp counter, and how many deletes the two tables have seen (inventory migration 3). */
 export interface InvChangesTable {
   id: number;
@@ -315,6 +321,7 @@ export interface Database {
   inv_certificates: InvCertificatesTable;
   inv_installations: InvInstallationsTable;
   inv_changes: InvChangesTable;
+  inv_alert_channels: InvAlertChannelsTable;
   inv_events: InvEventsTable;
   inv_sources: InvSourcesTable;
   inv_scans: InvScansTable;
