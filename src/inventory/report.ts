@@ -68,7 +68,8 @@ export function listText(list: readonly AssessedCertificate[], now: Date): strin
   return `${lines.join('\n')}\n`;
 }
 
-export function assessedJson(a: AssessedCertificate) {
+/** What every JSON view of an assessed certificate shows (`anvil inventory --json`, the management API's list and detail). */
+export function certificateFactsJson(a: AssessedCertificate) {
   const c = a.certificate;
   return {
     fingerprint: c.fingerprint,
@@ -76,20 +77,27 @@ export function assessedJson(a: AssessedCertificate) {
     issuer: c.issuer,
     serial: c.serial,
     names: c.names,
-    key: { type: c.keyType, bits: c.keyBits, detail: c.keyDetail },
-    signatureAlgorithm: c.signatureAlgorithm,
     notBefore: c.notBefore.toISOString(),
     notAfter: c.notAfter.toISOString(),
     isCa: c.isCa,
-    selfSigned: c.selfSigned,
     source: c.source,
+    renewedBy: a.renewedBy?.fingerprint ?? null,
+    health: { level: a.health.level, score: a.health.score, findings: a.health.findings },
+  };
+}
+
+export function assessedJson(a: AssessedCertificate) {
+  const c = a.certificate;
+  return {
+    ...certificateFactsJson(a),
+    key: { type: c.keyType, bits: c.keyBits, detail: c.keyDetail },
+    signatureAlgorithm: c.signatureAlgorithm,
+    selfSigned: c.selfSigned,
     profile: c.profile,
     revoked: c.revoked ? { at: c.revoked.at.toISOString(), reason: c.revoked.reason } : null,
     revocationCheck: c.revocationCheck ? { checkedAt: c.revocationCheck.checkedAt.toISOString(), source: c.revocationCheck.source, error: c.revocationCheck.error } : null,
     firstSeen: c.firstSeen.toISOString(),
     lastSeen: c.lastSeen.toISOString(),
-    renewedBy: a.renewedBy?.fingerprint ?? null,
-    health: { level: a.health.level, score: a.health.score, findings: a.health.findings },
     installations: a.installations.map((i) => ({
       id: i.id,
       kind: i.kind,

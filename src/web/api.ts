@@ -20,7 +20,7 @@ import type { Health } from '../inventory/checks.js';
 import { checkCertificate, healthOf, LEVELS } from '../inventory/checks.js';
 import type { EstateView } from '../inventory/estate-view.js';
 import type { AssessedCertificate } from '../inventory/inventory.js';
-import { assessedJson } from '../inventory/report.js';
+import { assessedJson, certificateFactsJson } from '../inventory/report.js';
 import type { CertificateSource, InventoryStore } from '../inventory/store.js';
 import { AuditLog } from './audit.js';
 import { ROLES, roleAtLeast, TokenError, TokenStore, type Actor, type Role } from './tokens.js';
@@ -75,22 +75,13 @@ function intParam(v: unknown, name: string, min: number, max: number, dflt: numb
   return n;
 }
 
+/** A certificate in a list: the facts every view shows, whether it is revoked, and how many places serve it. */
 function summaryJson(a: AssessedCertificate) {
   const c = a.certificate;
   return {
-    fingerprint: c.fingerprint,
-    subject: c.subject,
-    names: c.names,
-    issuer: c.issuer,
-    serial: c.serial,
-    notBefore: c.notBefore.toISOString(),
-    notAfter: c.notAfter.toISOString(),
+    ...certificateFactsJson(a),
     key: { type: c.keyType, bits: c.keyBits },
-    source: c.source,
-    isCa: c.isCa,
     revoked: c.revoked !== null,
-    renewedBy: a.renewedBy?.fingerprint ?? null,
-    health: { level: a.health.level, score: a.health.score, findings: a.health.findings },
     deployed: a.installations.filter((i) => i.status === 'present').length,
   };
 }

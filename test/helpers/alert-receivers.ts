@@ -10,10 +10,25 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 
-/** Resolves the waiters whose count is reached; keeps the others. */
-function wake(waiting: Array<{ n: number; resolve: () => void }>, count: number): void {
-  const still = waiting.splice(0).filter((w) => (count >= w.n ? (w.resolve(), false) : true));
-  waiting.push(...still);
+/**
+ * What a receiver records, and waiting for it: `waitFor(n)` resolves once `list` holds n items
+ * (`arrived()` after each push), or fails after `timeoutMs` naming `what` it counts.
+ */
+function arrivals(list: readonly unknown[], what: string): { waitFor(n: number, timeoutMs?: number): Promise<void>; arrived(): void } {
+  const waiting: Array<{ n: number; resolve: () => void }> = [];
+  return {
+    waitFor(n, timeoutMs = 10_000) {
+      if (list.length >= n) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`${list.length} ${what}(s) arrived within ${timeoutMs} ms, ${n} expected`)), timeoutMs);
+        waiting.push({ n, resolve: () => (clearTimeout(t), resolve()) });
+      });
+    },
+    arrived() {
+      const still = waiting.splice(0).filter((w) => (list.length >= w.n ? (w.resolve(), false) : true));
+      waiting.push(...still);
+    },
+  };
 }
 
 export interface ReceivedRequest {
@@ -35,18 +50,12 @@ export interface HttpReceiver {
 
 export async function startHttpReceiver(): Promise<HttpReceiver> {
   const requests: ReceivedRequest[] = [];
-  const waiting: Array<{ n: number; resolve: () => void }> = [];
+  const requestsArrivals = arrivals(requests, 'request');
   const r: HttpReceiver = {
     base: '',
     requests,
     respond: () => ({ status: 200, body: 'ok' }),
-    waitFor(n, timeoutMs = 10_000) {
-      if (requests.length >= n) return Promise.resolve();
-      return new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`${requests.length} request(s) arrived within ${timeoutMs} ms, ${n} expected`)), timeoutMs);
-        waiting.push({ n, resolve: () => (clearTimeout(t), resolve()) });
-      });
-    },
+    waitFor: requestsArrivals.waitFor,
     close: async () => {},
   };
   const server = http.createServer((req, res) => {
@@ -55,7 +64,7 @@ export async function startHttpReceiver(): Promise<HttpReceiver> {
     req.on('end', () => {
       const got: ReceivedRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
       requests.push(got);
-      wake(waiting, requests.length);
+      requestsArrivals.arrived();
       const a = r.respond(got);
       if (a === 'hang') return;
       res.writeHead(a.status, { 'content-type': 'text/plain', ...(a.headers ?? {}) });
@@ -146,19 +155,13 @@ export interface SmtpReceiver {
 
 export async function startSmtpServer(o: { user: string; password: string; key: string; cert: string; secure?: boolean; noStartTls?: boolean }): Promise<SmtpReceiver> {
   const messages: ReceivedMail[] = [];
-  const waiting: Array<{ n: number; resolve: () => void }> = [];
+  const messagesArrivals = arrivals(messages, 'message');
   const r: SmtpReceiver = {
     port: 0,
     messages,
     failedLogins: [],
     dataError: null,
-    waitFor(n, timeoutMs = 10_000) {
-      if (messages.length >= n) return Promise.resolve();
-      return new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`${messages.length} message(s) arrived within ${timeoutMs} ms, ${n} expected`)), timeoutMs);
-        waiting.push({ n, resolve: () => (clearTimeout(t), resolve()) });
-      });
-    },
+    waitFor: messagesArrivals.waitFor,
     close: async () => {},
   };
   const options: SMTPServerOptions = {
@@ -200,7 +203,7 @@ export async function startSmtpServer(o: { user: string; password: string; key: 
           raw,
           ...parsed,
         });
-        wake(waiting, messages.length);
+        messagesArrivals.arrived();
         cb();
       });
     },
